@@ -1,0 +1,107 @@
+"""`todoctl`: operate a todo deployment (schema migrations, user registration).
+
+Every failure ends with one line on stderr and exit status 1; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from todo_common.db import create_engine, create_sessionmaker
+from todo_common.logs import configure_logging
+from todo_common.migrate import DatabaseUnavailableError, upgrade_database
+from todo_common.settings import Settings, load_settings
+from todo_common.users import UserExistsError, check_username, create_user
+
+
+class CommandError(Exception):
+    """A failure to report as one line."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="todoctl", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("createdb", help="create or upgrade the schema to the newest migration")
+    migrate = commands.add_parser(
+        "migrate", help="upgrade to the newest migration, waiting for the database"
+    )
+    migrate.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS", help="how long to wait for the DB"
+    )
+    adduser = commands.add_parser("adduser", help="register a user")
+    adduser.add_argument("name")
+    adduser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    return parser
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if password != getpass.getpass("Repeat password: "):
+            raise CommandError("passwords do not match")
+    if not password:
+        raise CommandError("password must not be empty")
+    return password
+
+
+async def _migrate(settings: Settings, wait: float) -> str:
+    try:
+        before, after = await upgrade_database(settings, wait)
+    except DatabaseUnavailableError as error:
+        raise CommandError(str(error)) from error
+    if before == after:
+        return f"database schema already at {after}"
+    return f"database schema upgraded from {before or 'empty'} to {after}"
+
+
+async def _adduser(settings: Settings, name: str, password: str) -> str:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            user = await create_user(session, name, password)
+    except UserExistsError as error:
+        raise CommandError(f"user {name!r} already exists") from error
+    except (OperationalError, DBAPIError) as error:
+        reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+        raise CommandError(
+            f"cannot write to the database ({reason}); is it up and migrated (todoctl migrate)?"
+        ) from error
+    finally:
+        await engine.dispose()
+    return f"user {user.username!r} added (id {user.id})"
+
+
+def run(argv: Sequence[str] | None = None) -> str:
+    args = _parser().parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings, "todoctl")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command in ("createdb", "migrate"):
+        return asyncio.run(_migrate(settings, getattr(args, "wait", 0)))
+    problem = check_username(args.name)
+    if problem:
+        raise CommandError(problem)
+    password = _read_password(args.password_stdin)
+    return asyncio.run(_adduser(settings, args.name, password))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        print(run(argv))
+    except CommandError as error:
+        print(f"todoctl: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except (KeyboardInterrupt, EOFError):
+        print("todoctl: interrupted", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -1,0 +1,70 @@
+"""structlog set-up shared by every process: JSON lines in production, readable on a terminal.
+
+The standard library's loggers (hypercorn, alembic, celery, ...) go through the same processors, and
+anything bound with `structlog.contextvars` (the request id) appears on every line.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+from todo_common.settings import Settings
+
+
+def _renderer(settings: Settings) -> Any:
+    log_format = settings.log_format or ("console" if sys.stderr.isatty() else "json")
+    if log_format == "console":
+        return structlog.dev.ConsoleRenderer()
+    return structlog.processors.JSONRenderer()
+
+
+def configure_logging(settings: Settings, process: str) -> None:
+    """Route structlog and stdlib logging to stderr through one renderer."""
+    level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        structlog.processors.format_exc_info,
+        _add_process(process),
+    ]
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _renderer(settings),
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("hypercorn.error", "hypercorn.access", "quart.app", "quart.serving"):
+        named = logging.getLogger(name)
+        named.handlers[:] = []
+        named.propagate = True
+
+
+def _add_process(process: str) -> Any:
+    def processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+        event.setdefault("process", process)
+        return event
+
+    return processor

@@ -1,0 +1,98 @@
+"""Bring the database schema to the newest migration, safely from many processes at once.
+
+Used by `todoctl migrate` / `todoctl createdb` and by the tests. On PostgreSQL a session-level
+advisory lock serializes concurrent runs (several pods starting together); the second run finds the
+schema current and does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from todo_common.db import create_engine
+from todo_common.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Any constant shared by every todoctl; "todo" in ASCII.
+ADVISORY_LOCK_KEY = 0x746F646F
+
+
+class DatabaseUnavailableError(Exception):
+    """The database did not answer within the wait."""
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", "todo_common:migrations")
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+async def wait_for_database(engine: AsyncEngine, wait: float) -> None:
+    """Retry connecting until the database answers or `wait` seconds pass."""
+    deadline = time.monotonic() + wait
+    delay = 0.25
+    while True:
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            return
+        except Exception as error:
+            if time.monotonic() >= deadline:
+                raise DatabaseUnavailableError(
+                    f"database not reachable after {wait:g}s: {error}"
+                ) from error
+            log.info("waiting for the database", error=str(error), retry_in=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
+    before = current_revision(connection)
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+    return before, current_revision(connection)
+
+
+async def upgrade_database(settings: Settings, wait: float = 0) -> tuple[str | None, str | None]:
+    """Upgrade to head; returns the revisions before and after."""
+    engine = create_engine(settings)
+    try:
+        await wait_for_database(engine, wait)
+        async with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                await connection.execute(
+                    text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                )
+                await connection.commit()
+            try:
+                before, after = await connection.run_sync(_upgrade)
+                await connection.commit()
+            finally:
+                if connection.dialect.name == "postgresql":
+                    await connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                    )
+                    await connection.commit()
+    finally:
+        await engine.dispose()
+    log.info("database schema is current", before=before, after=after)
+    return before, after

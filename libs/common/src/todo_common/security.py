@@ -1,0 +1,77 @@
+"""Password hashing (Argon2id) and signed, expiring access tokens (JWT, HS256 pinned).
+
+Verifying a password takes tens of milliseconds of CPU by design, so callers in an event loop run
+`verify_password` in a thread. Unknown users are checked against a dummy hash so that "no such user"
+and "wrong password" cost the same time and cannot be told apart.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+TOKEN_ALGORITHM = "HS256"
+TOKEN_TYPE = "access"
+
+_hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash("todo: a password no user has")
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """True when `password` matches; pass None for an unknown user (same cost, always False)."""
+    try:
+        return _hasher.verify(password_hash or _dummy_hash(), password) and bool(password_hash)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def warm_up() -> None:
+    """Compute the dummy hash now, so the first unknown user isn't faster than the rest."""
+    _dummy_hash()
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    user_id: int
+    issued_at: int
+    expires_at: int
+
+
+class InvalidTokenError(Exception):
+    """The token is malformed, forged, of the wrong type or expired."""
+
+
+def issue_token(secret_key: str, user_id: int, ttl: int, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {"sub": str(user_id), "iat": issued, "exp": issued + ttl, "typ": TOKEN_TYPE}
+    return jwt.encode(claims, secret_key, algorithm=TOKEN_ALGORITHM)
+
+
+def read_token(secret_key: str, token: str) -> TokenClaims:
+    try:
+        claims = jwt.decode(
+            token,
+            secret_key,
+            algorithms=[TOKEN_ALGORITHM],
+            options={"require": ["exp", "iat", "sub", "typ"]},
+        )
+        if claims["typ"] != TOKEN_TYPE:
+            raise InvalidTokenError("not an access token")
+        return TokenClaims(
+            user_id=int(claims["sub"]), issued_at=int(claims["iat"]), expires_at=claims["exp"]
+        )
+    except (jwt.PyJWTError, ValueError, TypeError) as error:
+        raise InvalidTokenError(str(error)) from error

@@ -1,0 +1,55 @@
+"""Data functions for users, shared by the API and `todoctl`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from todo_common.models import USERNAME_MAX, User
+from todo_common.security import hash_password, verify_password
+
+
+class UserExistsError(Exception):
+    """A user with that name is already registered."""
+
+
+def check_username(username: str) -> str | None:
+    """Return why `username` is unusable, or None when it is fine."""
+    if not username or username != username.strip():
+        return "user name must be non-empty, without leading or trailing spaces"
+    if len(username) > USERNAME_MAX:
+        return f"user name must be at most {USERNAME_MAX} characters"
+    if ":" in username:
+        return "user name must not contain ':' (HTTP Basic uses it as the separator)"
+    if not username.isprintable():
+        return "user name must be printable"
+    return None
+
+
+async def create_user(session: AsyncSession, username: str, password: str) -> User:
+    """Insert a user and commit; raises `UserExistsError` if the name is taken."""
+    password_hash = await asyncio.to_thread(hash_password, password)
+    user = User(username=username, password_hash=password_hash)
+    session.add(user)
+    try:
+        await session.commit()
+    except IntegrityError as error:
+        await session.rollback()
+        raise UserExistsError(username) from error
+    return user
+
+
+async def get_user_by_name(session: AsyncSession, username: str) -> User | None:
+    return await session.scalar(select(User).where(User.username == username))
+
+
+async def authenticate_user(session: AsyncSession, username: str, password: str) -> User | None:
+    """The user if the password matches; unknown names cost the same as wrong passwords."""
+    user = await get_user_by_name(session, username) if len(username) <= USERNAME_MAX else None
+    stored_hash = user.password_hash if user is not None else None
+    if await asyncio.to_thread(verify_password, stored_hash, password):
+        return user
+    return None

@@ -1,0 +1,68 @@
+"""The app factory: one Quart app wired from one Settings object."""
+
+from __future__ import annotations
+
+from hypercorn.middleware import ProxyFixMiddleware
+from quart import Quart
+from quart_schema import QuartSchema
+
+from todo_api import observability
+from todo_api.access import LIMITER
+from todo_api.blueprints import docs, ops, todos, tokens
+from todo_api.errors import register_error_handlers
+from todo_api.ratelimit import RateLimiter
+from todo_api.resources import Database, Redis, attach_settings
+from todo_common.security import warm_up
+from todo_common.settings import Settings, load_settings
+
+SECURITY_SCHEMES = {
+    "basic": {"type": "http", "scheme": "basic"},
+    "bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"},
+}
+
+
+def create_app(settings: Settings | None = None) -> Quart:
+    settings = settings or load_settings()
+    app = Quart("todo_api")
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+        PROVIDE_AUTOMATIC_OPTIONS=True,
+    )
+    attach_settings(app, settings)
+
+    QuartSchema(
+        app,
+        info={"title": "todo API", "version": "1.0"},
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        security_schemes=SECURITY_SCHEMES,
+        security=[{"bearer": []}, {"basic": []}]
+        if settings.use_token_auth
+        else [{"basic": []}],
+    )
+    Database(settings).init_app(app)
+    redis = Redis(settings)
+    redis.init_app(app)
+    if settings.use_rate_limits:
+        app.extensions[LIMITER] = RateLimiter(redis, settings.rate_limit)
+
+    observability.init_app(app)
+    register_error_handlers(app)
+    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(docs.blueprint)
+    app.register_blueprint(todos.blueprint)
+    if settings.use_token_auth:
+        app.register_blueprint(tokens.blueprint)
+
+    app.before_serving(_warm_up)
+    if settings.trusted_proxies:
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxies
+        )
+    return app
+
+
+async def _warm_up() -> None:
+    warm_up()

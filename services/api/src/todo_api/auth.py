@@ -1,0 +1,85 @@
+"""Who is calling: HTTP Basic passwords, or signed tokens (Basic `token:` or Bearer).
+
+Seed semantics: with `TODO_USE_TOKEN_AUTH` off the API takes username:password; with it on, the API
+takes only tokens and a password is good for nothing but `GET /auth/request-token`. Verifying a
+token needs no database, which keeps the hot path at one query.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+
+from quart import current_app, request
+
+from todo_api.errors import APIError
+from todo_api.resources import database, settings_of
+from todo_common.security import InvalidTokenError, read_token
+from todo_common.users import authenticate_user
+
+
+@dataclass(frozen=True)
+class Credentials:
+    scheme: str  # "basic" or "bearer"
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+
+
+def read_credentials() -> Credentials | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and value:
+        return Credentials("bearer", value, "")
+    if scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, separator, password = decoded.partition(":")
+        if separator:
+            return Credentials("basic", username, password)
+    return None
+
+
+def unauthorized(message: str = "valid credentials are required") -> APIError:
+    settings = settings_of(current_app)
+    challenges = ['Basic realm="todo"']
+    if settings.use_token_auth:
+        challenges = ['Bearer realm="todo"', 'Basic realm="todo"']
+    return APIError(401, message, {"WWW-Authenticate": ", ".join(challenges)})
+
+
+async def verify_password_credentials(credentials: Credentials) -> Principal | None:
+    async with database(current_app).session() as session:
+        user = await authenticate_user(session, credentials.username, credentials.password)
+    return Principal(user.id) if user is not None else None
+
+
+def verify_token_credentials(credentials: Credentials) -> Principal | None:
+    token = credentials.username  # Bearer value, or the seed's Basic "token:" form
+    if credentials.scheme == "basic" and credentials.password:
+        return None
+    try:
+        claims = read_token(settings_of(current_app).secret_key, token)
+    except InvalidTokenError:
+        return None
+    return Principal(claims.user_id)
+
+
+async def authenticate(credentials: Credentials | None) -> Principal | None:
+    """The caller of an /api route under the configured scheme, or None."""
+    if credentials is None:
+        return None
+    if settings_of(current_app).use_token_auth:
+        return verify_token_credentials(credentials)
+    if credentials.scheme != "basic":
+        return None
+    return await verify_password_credentials(credentials)

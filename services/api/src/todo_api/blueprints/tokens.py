@@ -1,0 +1,43 @@
+"""`/auth/request-token`: trade a username and password for a signed, expiring token.
+
+Mounted only when TODO_USE_TOKEN_AUTH is on. Only a password is accepted here (a token cannot
+renew itself), and the answer must never be cached.
+"""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, current_app
+from quart_schema import document_response
+
+from todo_api.access import admit, current_user_id
+from todo_api.auth import Credentials, Principal, verify_password_credentials
+from todo_api.conditional import json_response
+from todo_api.resources import settings_of
+from todo_api.schemas import TokenOut
+from todo_common.security import issue_token
+
+blueprint = Blueprint("tokens", __name__, url_prefix="/auth")
+
+NO_CACHE = "no-cache, no-store, max-age=0"
+
+
+async def _password_only(credentials: Credentials | None) -> Principal | None:
+    if credentials is None or credentials.scheme != "basic" or not credentials.password:
+        return None
+    return await verify_password_credentials(credentials)
+
+
+@blueprint.before_request
+async def require_password() -> None:
+    await admit(_password_only)
+
+
+@blueprint.get("/request-token")
+@document_response(TokenOut)
+async def request_token() -> Response:
+    settings = settings_of(current_app)
+    token = issue_token(settings.secret_key, current_user_id(), settings.token_ttl)
+    return json_response(
+        {"token": token, "expires_in": settings.token_ttl},
+        headers={"Cache-Control": NO_CACHE},
+    )

@@ -1,0 +1,113 @@
+"""Fixed-window rate limiting in Redis, atomic across API replicas.
+
+One round trip per request: a Lua script increments the caller's counter, starts its window (with
+an expiry, so keys never pile up) on the first hit, and returns the count and the time left. When
+Redis cannot be reached the request is let through (fail open), a metric counts it and a warning is
+logged at most every few seconds; a short back-off avoids paying a timeout on every request.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import Counter
+from redis.exceptions import RedisError
+
+from todo_api.resources import Redis
+from todo_common.settings import RateLimit
+
+log = structlog.get_logger(__name__)
+
+REDIS_FAILURES = Counter(
+    "todo_redis_failures_total",
+    "Requests served without Redis because it failed (the feature failed open).",
+    ["feature"],
+)
+
+# KEYS[1] counter; ARGV[1] window in ms. PTTL < 0 covers a new key and one that lost its expiry.
+_HIT_SCRIPT = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+_BACKOFF_SECONDS = 1.0
+_LOG_EVERY_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class WindowState:
+    limit: int
+    remaining: int
+    reset_at: int  # UTC epoch seconds
+    retry_after: int  # seconds until the window ends
+    exceeded: bool
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_at),
+        }
+        if self.exceeded:
+            headers["Retry-After"] = str(self.retry_after)
+        return headers
+
+
+class FailOpen:
+    """Remembers a recent Redis failure so callers skip Redis briefly, and rate-limits the log."""
+
+    def __init__(self, feature: str) -> None:
+        self.feature = feature
+        self._down_until = 0.0
+        self._logged_at = -math.inf
+
+    def is_down(self) -> bool:
+        return time.monotonic() < self._down_until
+
+    def record(self, error: Exception | None) -> None:
+        now = time.monotonic()
+        REDIS_FAILURES.labels(self.feature).inc()
+        if error is not None:
+            self._down_until = now + _BACKOFF_SECONDS
+        if now - self._logged_at >= _LOG_EVERY_SECONDS:
+            self._logged_at = now
+            log.warning("redis unavailable; failing open", feature=self.feature, error=str(error))
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, rule: RateLimit) -> None:
+        self.redis = redis
+        self.rule = rule
+        self.fail_open = FailOpen("rate_limit")
+        self._script = None
+
+    async def hit(self, identity: str) -> WindowState | None:
+        """Count one request for `identity`; None when Redis is unavailable (fail open)."""
+        client = self.redis.client
+        if client is None or self.fail_open.is_down():
+            self.fail_open.record(None)
+            return None
+        if self._script is None:
+            self._script = client.register_script(_HIT_SCRIPT)
+        key = self.redis.key("rl", identity)
+        try:
+            count, ttl_ms = await self._script(keys=[key], args=[self.rule.period * 1000])
+        except (RedisError, OSError) as error:
+            self.fail_open.record(error)
+            return None
+        retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
+        return WindowState(
+            limit=self.rule.limit,
+            remaining=max(0, self.rule.limit - int(count)),
+            reset_at=math.ceil(time.time() + int(ttl_ms) / 1000),
+            retry_after=retry_after,
+            exceeded=int(count) > self.rule.limit,
+        )

@@ -1,0 +1,105 @@
+"""Process-wide resources of the app, opened before serving and closed after.
+
+Each follows the extension pattern (`init_app` registers `before_serving` / `after_serving`), and
+handlers reach them through `database(app)` / `redis_client(app)` / `settings_of(app)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import redis.asyncio as aioredis
+from quart import Quart
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from todo_common.db import create_engine, create_sessionmaker
+from todo_common.settings import Settings
+
+_SETTINGS = "todo.settings"
+_DATABASE = "todo.database"
+_REDIS = "todo.redis"
+
+
+def attach_settings(app: Quart, settings: Settings) -> None:
+    app.extensions[_SETTINGS] = settings
+
+
+def settings_of(app: Quart) -> Settings:
+    settings: Settings = app.extensions[_SETTINGS]
+    return settings
+
+
+class Database:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[_DATABASE] = self
+        app.before_serving(self.open)
+        app.after_serving(self.close)
+
+    async def open(self) -> None:
+        self._engine = create_engine(self.settings)
+        self._sessions = create_sessionmaker(self._engine)
+
+    async def close(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    def session(self) -> AsyncSession:
+        if self._sessions is None:
+            raise RuntimeError("the database is opened when the app starts serving")
+        return self._sessions()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self.session() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.session() as session:
+            await session.execute(text("SELECT 1"))
+
+
+class Redis:
+    """A Redis client with short timeouts: callers fail open rather than wait."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: aioredis.Redis | None = None
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[_REDIS] = self
+        if self.settings.redis_url:
+            app.before_serving(self.open)
+            app.after_serving(self.close)
+
+    async def open(self) -> None:
+        assert self.settings.redis_url
+        self.client = aioredis.Redis.from_url(
+            self.settings.redis_url,
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            health_check_interval=30,
+        )
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+
+    def key(self, *parts: str | int) -> str:
+        return self.settings.redis_key_prefix + ":".join(str(part) for part in parts)
+
+
+def database(app: Quart) -> Database:
+    db: Database = app.extensions[_DATABASE]
+    return db
+
+
+def redis_client(app: Quart) -> Redis:
+    client: Redis = app.extensions[_REDIS]
+    return client

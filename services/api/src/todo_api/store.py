@@ -1,0 +1,113 @@
+"""Data functions for todos. Every query is scoped to its owner: another user's todo does not exist.
+
+Writes that take an expected version compare-and-set in one UPDATE/DELETE statement, so two
+writers holding the same ETag cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from todo_common.models import Todo, utcnow
+
+Versions = Sequence[int] | Literal["*"] | None
+
+
+@dataclass(frozen=True)
+class TodoRow:
+    id: int
+    name: str
+    task: str
+    created_at: datetime
+    version: int
+
+
+class WriteOutcome:
+    """Why a conditional write changed nothing."""
+
+    MISSING = "missing"
+    STALE = "stale"
+
+
+_COLUMNS = (Todo.id, Todo.name, Todo.task, Todo.created_at, Todo.version)
+
+
+async def get_todo(session: AsyncSession, owner_id: int, todo_id: int) -> TodoRow | None:
+    row = (
+        await session.execute(
+            select(*_COLUMNS).where(Todo.id == todo_id, Todo.owner_id == owner_id)
+        )
+    ).one_or_none()
+    return TodoRow(*row) if row is not None else None
+
+
+async def count_todos(session: AsyncSession, owner_id: int) -> int:
+    total = await session.scalar(select(func.count()).where(Todo.owner_id == owner_id))
+    return int(total or 0)
+
+
+async def list_todo_ids(
+    session: AsyncSession, owner_id: int, offset: int, limit: int
+) -> list[int]:
+    result = await session.scalars(
+        select(Todo.id)
+        .where(Todo.owner_id == owner_id)
+        .order_by(Todo.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return list(result)
+
+
+async def create_todo(session: AsyncSession, owner_id: int, name: str, task: str) -> int:
+    todo_id = await session.scalar(
+        insert(Todo)
+        .values(owner_id=owner_id, name=name, task=task, created_at=utcnow(), version=1)
+        .returning(Todo.id)
+    )
+    assert todo_id is not None
+    return todo_id
+
+
+def _guarded(statement, owner_id: int, todo_id: int, versions: Versions):  # type: ignore[no-untyped-def]
+    statement = statement.where(Todo.id == todo_id, Todo.owner_id == owner_id)
+    if versions is not None and versions != "*":
+        statement = statement.where(Todo.version.in_(list(versions)))
+    return statement
+
+
+async def update_todo(
+    session: AsyncSession, owner_id: int, todo_id: int, name: str, task: str, versions: Versions
+) -> TodoRow | str:
+    """The updated row, or a `WriteOutcome` saying why nothing changed."""
+    statement = _guarded(update(Todo), owner_id, todo_id, versions)
+    row = (
+        await session.execute(
+            statement.values(name=name, task=task, version=Todo.version + 1).returning(*_COLUMNS)
+        )
+    ).one_or_none()
+    if row is not None:
+        return TodoRow(*row)
+    return await _why_unchanged(session, owner_id, todo_id)
+
+
+async def delete_todo(
+    session: AsyncSession, owner_id: int, todo_id: int, versions: Versions
+) -> str | None:
+    """None when deleted, else a `WriteOutcome`."""
+    statement = _guarded(delete(Todo), owner_id, todo_id, versions)
+    deleted = await session.scalar(statement.returning(Todo.id))
+    if deleted is not None:
+        return None
+    return await _why_unchanged(session, owner_id, todo_id)
+
+
+async def _why_unchanged(session: AsyncSession, owner_id: int, todo_id: int) -> str:
+    exists = await get_todo(session, owner_id, todo_id)
+    return WriteOutcome.STALE if exists is not None else WriteOutcome.MISSING
