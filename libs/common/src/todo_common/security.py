@@ -7,6 +7,8 @@ and "wrong password" cost the same time and cannot be told apart.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -75,3 +77,42 @@ def read_token(secret_key: str, token: str) -> TokenClaims:
         )
     except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise InvalidTokenError(str(error)) from error
+
+
+class VerifiedPasswords:
+    """A short-lived memory of successful password checks, so HTTP Basic clients don't pay
+    Argon2id on every request.
+
+    Entries are keyed by an HMAC (under the server's secret key) of the user id, the stored
+    hash and the password: no password is kept, a changed password (new stored hash) never
+    matches an old entry, and failures are never remembered, so guessing still costs full price.
+    """
+
+    def __init__(self, secret_key: str, ttl: float = 60.0, max_entries: int = 10_000) -> None:
+        self._key = hashlib.sha256(b"todo-verified-passwords:" + secret_key.encode()).digest()
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._expiry: dict[bytes, float] = {}
+
+    def _digest(self, user_id: int, password_hash: str, password: str) -> bytes:
+        message = f"{user_id}\x00{password_hash}\x00{password}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def check(self, user_id: int, password_hash: str, password: str) -> bool:
+        digest = self._digest(user_id, password_hash, password)
+        expires = self._expiry.get(digest)
+        if expires is None:
+            return False
+        if expires < time.monotonic():
+            del self._expiry[digest]
+            return False
+        return True
+
+    def remember(self, user_id: int, password_hash: str, password: str) -> None:
+        if len(self._expiry) >= self._max_entries:
+            now = time.monotonic()
+            self._expiry = {k: v for k, v in self._expiry.items() if v >= now}
+            if len(self._expiry) >= self._max_entries:
+                self._expiry.clear()
+        digest = self._digest(user_id, password_hash, password)
+        self._expiry[digest] = time.monotonic() + self._ttl

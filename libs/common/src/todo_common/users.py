@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from todo_common.models import USERNAME_MAX, User
-from todo_common.security import hash_password, verify_password
+from todo_common.security import VerifiedPasswords, hash_password, verify_password
 
 
 class UserExistsError(Exception):
@@ -46,10 +46,22 @@ async def get_user_by_name(session: AsyncSession, username: str) -> User | None:
     return await session.scalar(select(User).where(User.username == username))
 
 
-async def authenticate_user(session: AsyncSession, username: str, password: str) -> User | None:
-    """The user if the password matches; unknown names cost the same as wrong passwords."""
+async def authenticate_user(
+    session: AsyncSession,
+    username: str,
+    password: str,
+    verified: VerifiedPasswords | None = None,
+) -> User | None:
+    """The user if the password matches; unknown names cost the same as wrong passwords.
+
+    `verified`, when given, skips Argon2id for a password that matched recently.
+    """
     user = await get_user_by_name(session, username) if len(username) <= USERNAME_MAX else None
-    stored_hash = user.password_hash if user is not None else None
-    if await asyncio.to_thread(verify_password, stored_hash, password):
+    if user is not None and verified and verified.check(user.id, user.password_hash, password):
         return user
-    return None
+    stored_hash = user.password_hash if user is not None else None
+    if not await asyncio.to_thread(verify_password, stored_hash, password):
+        return None
+    if user is not None and verified is not None:
+        verified.remember(user.id, user.password_hash, password)
+    return user

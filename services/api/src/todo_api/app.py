@@ -6,7 +6,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_schema import QuartSchema
 
-from todo_api import observability
+from todo_api import auth, observability
 from todo_api.access import LIMITER
 from todo_api.blueprints import docs, ops, todos, tokens
 from todo_api.errors import register_error_handlers
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         else [{"basic": []}],
     )
     Database(settings).init_app(app)
+    auth.init_app(app, settings.secret_key)
     redis = Redis(settings)
     redis.init_app(app)
     if settings.use_rate_limits:

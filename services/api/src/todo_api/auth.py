@@ -11,12 +11,19 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from quart import current_app, request
+from quart import Quart, current_app, request
 
 from todo_api.errors import APIError
 from todo_api.resources import database, settings_of
-from todo_common.security import InvalidTokenError, read_token
+from todo_common.security import InvalidTokenError, VerifiedPasswords, read_token
 from todo_common.users import authenticate_user
+
+
+VERIFIED_PASSWORDS = "todo.verified_passwords"
+
+
+def init_app(app: Quart, secret_key: str) -> None:
+    app.extensions[VERIFIED_PASSWORDS] = VerifiedPasswords(secret_key)
 
 
 @dataclass(frozen=True)
@@ -58,8 +65,11 @@ def unauthorized(message: str = "valid credentials are required") -> APIError:
 
 
 async def verify_password_credentials(credentials: Credentials) -> Principal | None:
+    verified: VerifiedPasswords = current_app.extensions[VERIFIED_PASSWORDS]
     async with database(current_app).session() as session:
-        user = await authenticate_user(session, credentials.username, credentials.password)
+        user = await authenticate_user(
+            session, credentials.username, credentials.password, verified
+        )
     return Principal(user.id) if user is not None else None
 
 

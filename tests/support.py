@@ -1,0 +1,168 @@
+"""Helpers for tests: real processes (todo-api, redis-server), users and HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from todo_common.db import create_engine, create_sessionmaker
+from todo_common.settings import Settings
+from todo_common.users import create_user
+
+POSTGRES_HOST = "127.0.0.1"
+POSTGRES_PORT = 5432
+POSTGRES_ADMIN_DSN = f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The test process's environment without any TODO_* leaking in, plus `overrides`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TODO_", "PROMETHEUS_"))}
+    env.update({"TODO_ENV": "test", "TODO_LOG_FORMAT": "json"})
+    env.update(overrides)
+    return env
+
+
+def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@dataclass
+class ApiServer:
+    process: subprocess.Popen[bytes]
+    url: str
+    env: dict[str, str]
+    log_path: Path
+    users: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        return self.env["TODO_DATABASE_URL"]
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def client(self, auth: httpx.Auth | tuple[str, str] | None = None, **kwargs) -> httpx.Client:  # type: ignore[no-untyped-def]
+        return httpx.Client(base_url=self.url, auth=auth, timeout=10, **kwargs)
+
+    def add_user(self, password: str = "correct horse") -> tuple[str, str]:
+        """Register a uniquely named user in this server's database; returns (name, password)."""
+        name = f"user-{uuid.uuid4().hex[:10]}"
+        add_user(self.database_url, name, password)
+        return name, password
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def add_user(database_url: str, name: str, password: str) -> None:
+    async def _add() -> None:
+        engine = create_engine(Settings(database_url=database_url))
+        try:
+            async with create_sessionmaker(engine)() as session:
+                await create_user(session, name, password)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_add())
+
+
+def start_api(
+    settings: dict[str, str], folder: Path, workers: int = 1, wait: bool = True
+) -> ApiServer:
+    port = free_port()
+    log_path = folder / f"api-{port}.log"
+    env = clean_env(**settings)
+    process = subprocess.Popen(  # noqa: S603
+        [str(BIN / "todo-api"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = ApiServer(process, f"http://127.0.0.1:{port}", env, log_path)
+    if wait:
+        wait_for_http(server)
+    return server
+
+
+def wait_for_http(server: ApiServer, timeout: float = 30) -> None:
+    def up() -> bool:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"todo-api exited early:\n{server.log()}")
+        try:
+            return httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    if not wait_until(up, timeout):
+        server.stop(signal.SIGKILL)
+        raise RuntimeError(f"todo-api did not answer within {timeout}s:\n{server.log()}")
+
+
+@dataclass
+class RedisServer:
+    """A throwaway redis-server on a free port, which a test may stop and start again."""
+
+    port: int
+    folder: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed")
+        self.process = subprocess.Popen(  # noqa: S603
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        if not wait_until(answers, 10):
+            raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
