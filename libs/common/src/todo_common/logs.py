@@ -7,6 +7,7 @@ anything bound with `structlog.contextvars` (the request id) appears on every li
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -65,6 +66,7 @@ def configure_logging(settings: Settings, process: str) -> None:
 def _add_process(process: str) -> Any:
     def processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("process", process)
+        event.setdefault("pid", os.getpid())
         return event
 
     return processor

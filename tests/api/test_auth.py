@@ -1,0 +1,126 @@
+"""Authentication: the seed's password and token modes, bad credentials, the token route."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import httpx
+import jwt
+import pytest
+
+from tests.api.conftest import get_token
+from tests.api.test_todos import TODOS, create
+from tests.support import ApiServer
+
+
+class Bearer(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx.Request):  # type: ignore[no-untyped-def]
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, ("nobody", "whatever"), ("", ""), "Basic !!!notbase64", "Digest abc", "Bearer x.y.z"],
+)
+def test_bad_credentials_get_401_json_with_a_challenge(api: ApiServer, auth: object) -> None:
+    headers = {"Authorization": auth} if isinstance(auth, str) else {}
+    basic = auth if isinstance(auth, tuple) else None
+    with api.client(auth=basic) as http:
+        response = http.get(TODOS, headers=headers)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert response.json()["status"] == 401
+    assert response.json()["error"] == "unauthorized"
+
+
+def test_wrong_password_is_401(api: ApiServer) -> None:
+    name, _ = api.add_user("right password")
+    with api.client(auth=(name, "wrong password")) as http:
+        assert http.get(TODOS).status_code == 401
+
+
+def test_unauthenticated_get_item_is_401(api: ApiServer) -> None:
+    with api.client(auth=api.add_user()) as owner:
+        location = create(owner)
+    with api.client() as anonymous:
+        response = anonymous.get(location)
+    assert response.status_code == 401
+
+
+def test_password_mode_has_no_token_route(api: ApiServer) -> None:
+    with api.client(auth=api.add_user()) as http:
+        assert http.get("/auth/request-token").status_code == 404
+
+
+def test_token_route_gives_an_uncacheable_token(token_api: ApiServer) -> None:
+    with token_api.client(auth=token_api.add_user()) as http:
+        response = http.get("/auth/request-token")
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-cache, no-store, max-age=0"
+    claims = jwt.decode(response.json()["token"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 3600
+    assert response.json()["expires_in"] == 3600
+
+
+def test_token_mode_refuses_passwords_on_the_api(token_api: ApiServer) -> None:
+    with token_api.client(auth=token_api.add_user()) as http:
+        response = http.get(TODOS)
+
+    assert response.status_code == 401
+    assert "Bearer" in response.headers["WWW-Authenticate"]
+
+
+def test_token_works_as_seed_basic_username_and_as_bearer(token_api: ApiServer) -> None:
+    token = get_token(token_api, token_api.add_user())
+
+    with token_api.client(auth=(token, "")) as seed_style:
+        location = create(seed_style)
+        assert seed_style.get(location).status_code == 200
+    with token_api.client(auth=Bearer(token)) as bearer:
+        assert bearer.get(location).status_code == 200
+
+
+def test_a_token_cannot_buy_another_token(token_api: ApiServer) -> None:
+    token = get_token(token_api, token_api.add_user())
+
+    with token_api.client(auth=Bearer(token)) as http:
+        assert http.get("/auth/request-token").status_code == 401
+    with token_api.client(auth=(token, "")) as http:
+        assert http.get("/auth/request-token").status_code == 401
+
+
+def test_token_route_refuses_bad_passwords(token_api: ApiServer) -> None:
+    name, _ = token_api.add_user()
+    with token_api.client(auth=(name, "nope")) as http:
+        response = http.get("/auth/request-token")
+    assert response.status_code == 401
+    assert response.json()["status"] == 401
+
+
+def _forge(claims: dict[str, object], key: str, algorithm: str = "HS256") -> str:
+    return jwt.encode(claims, key, algorithm=algorithm)
+
+
+def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) -> None:
+    token = get_token(token_api, token_api.add_user())
+    claims = jwt.decode(token, options={"verify_signature": False})
+    now = int(time.time())
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    payload = token.split(".")[1]
+    bad_tokens = [
+        _forge(claims, "not the server's secret key at all, 32+ bytes"),
+        _forge({**claims, "iat": now - 7200, "exp": now - 3600},
+               token_api.env.get("TODO_SECRET_KEY", "dev-only-secret-key-do-not-use-in-production!")),
+        f"{header}.{payload}.",
+        token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+    ]
+    for bad in bad_tokens:
+        with token_api.client(auth=Bearer(bad)) as http:
+            assert http.get(TODOS).status_code == 401, bad

@@ -1,0 +1,145 @@
+"""Rate limiting in real Redis: the seed's headers, 429 + Retry-After, per user and per address,
+shared by replicas, expiring keys, and failing open when Redis goes away."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.api.test_todos import TODOS
+from tests.support import ApiServer, RedisServer, free_port, start_api, wait_until
+
+
+def address() -> dict[str, str]:
+    """Pose as a fresh client address (the server trusts one proxy hop)."""
+    return {"X-Forwarded-For": f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"}
+
+
+def test_headers_count_down_then_429(limited_api: ApiServer) -> None:
+    with limited_api.client(auth=limited_api.add_user()) as http:
+        responses = [http.get(TODOS) for _ in range(6)]
+
+    assert [r.status_code for r in responses] == [200] * 5 + [429]
+    assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["4", "3", "2", "1", "0", "0"]
+    assert all(r.headers["X-RateLimit-Limit"] == "5" for r in responses)
+    reset = int(responses[0].headers["X-RateLimit-Reset"])
+    assert time.time() < reset <= time.time() + 16
+    limited = responses[-1]
+    assert 1 <= int(limited.headers["Retry-After"]) <= 15
+    assert limited.json()["status"] == 429
+    assert limited.json()["error"] == "too many requests"
+
+
+def test_each_user_has_its_own_budget(limited_api: ApiServer) -> None:
+    with limited_api.client(auth=limited_api.add_user()) as first:
+        for _ in range(5):
+            first.get(TODOS)
+        assert first.get(TODOS).status_code == 429
+    with limited_api.client(auth=limited_api.add_user()) as second:
+        response = second.get(TODOS)
+    assert response.status_code == 200
+    assert response.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_anonymous_callers_are_limited_by_address(limited_api: ApiServer) -> None:
+    me, other = address(), address()
+    with limited_api.client() as http:
+        statuses = [http.get(TODOS, headers=me).status_code for _ in range(6)]
+        elsewhere = http.get(TODOS, headers=other)
+
+    assert statuses == [401] * 5 + [429]
+    assert elsewhere.status_code == 401
+    assert elsewhere.headers["X-RateLimit-Remaining"] == "4"
+
+
+def test_keys_expire_with_the_window(limited_api: ApiServer, redis_url: str) -> None:
+    me = address()
+    with limited_api.client() as http:
+        http.get(TODOS, headers=me)
+
+    client = redis.Redis.from_url(redis_url)
+    prefix = limited_api.env["TODO_REDIS_KEY_PREFIX"]
+    key = f"{prefix}rl:addr:{me['X-Forwarded-For']}"
+    ttl = client.pttl(key)
+    client.close()
+    assert 0 < ttl <= 15_000
+
+
+@pytest.fixture
+def short_window(servers, redis_url: str):  # type: ignore[no-untyped-def]
+    return servers.get("sqlite", TODO_USE_RATE_LIMITS="true", TODO_REDIS_URL=redis_url,
+                       TODO_RATE_LIMIT="2/1s", TODO_TRUSTED_PROXIES="1")
+
+
+def test_the_limit_resets_when_the_window_ends(short_window: ApiServer) -> None:
+    me = address()
+    with short_window.client() as http:
+        assert [http.get(TODOS, headers=me).status_code for _ in range(3)] == [401, 401, 429]
+        time.sleep(1.2)
+        assert http.get(TODOS, headers=me).status_code == 401
+
+
+def test_replicas_share_one_budget(redis_url: str, databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = {
+        "TODO_DATABASE_URL": databases.create("sqlite"),
+        "TODO_USE_RATE_LIMITS": "true",
+        "TODO_REDIS_URL": redis_url,
+        "TODO_REDIS_KEY_PREFIX": f"todo-test-{uuid.uuid4().hex[:8]}:",
+    }
+    replicas = [start_api(settings, tmp_path), start_api(settings, tmp_path)]
+    try:
+        user = replicas[0].add_user()
+        statuses = []
+        for i in range(8):
+            with replicas[i % 2].client(auth=user) as http:
+                statuses.append(http.get(TODOS).status_code)
+    finally:
+        for replica in replicas:
+            replica.stop()
+    assert statuses == [200] * 5 + [429] * 3
+
+
+def _failures(server: ApiServer) -> float:
+    text = httpx.get(f"{server.url}/metrics").text
+    for line in text.splitlines():
+        if line.startswith('todo_redis_failures_total{feature="rate_limit"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_redis_outage_fails_open_then_limiting_resumes(databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    own_redis = RedisServer(free_port(), tmp_path)
+    own_redis.start()
+    server = start_api(
+        {
+            "TODO_DATABASE_URL": databases.create("sqlite"),
+            "TODO_USE_RATE_LIMITS": "true",
+            "TODO_REDIS_URL": own_redis.url,
+            "TODO_RATE_LIMIT": "3/30s",
+        },
+        tmp_path,
+    )
+    try:
+        user = server.add_user()
+        with server.client(auth=user) as http:
+            assert http.get(TODOS).headers["X-RateLimit-Remaining"] == "2"
+
+            own_redis.stop()
+            during = [http.get(TODOS) for _ in range(6)]
+            assert [r.status_code for r in during] == [200] * 6
+            assert all("X-RateLimit-Remaining" not in r.headers for r in during)
+            assert _failures(server) >= 6
+            assert "redis unavailable; failing open" in server.log()
+
+            own_redis.start()  # an empty Redis: the window starts again
+            assert wait_until(lambda: "X-RateLimit-Limit" in http.get(TODOS).headers, 10)
+            statuses = [http.get(TODOS).status_code for _ in range(4)]
+            assert 429 in statuses
+    finally:
+        server.stop()
+        own_redis.stop()
