@@ -1,4 +1,4 @@
-"""Shared fixtures: real PostgreSQL and Redis, a fresh database per use, and real `todo-api` servers.
+"""Shared fixtures: real PostgreSQL and Redis, fresh databases, and real `todo-api` servers.
 
 A test that needs a service it cannot reach is skipped with the reason, except under CI=true,
 where it fails: CI must never pass by skipping.

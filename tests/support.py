@@ -85,16 +85,18 @@ class ApiServer:
         return self.process.returncode
 
 
-def add_user(database_url: str, name: str, password: str) -> None:
-    async def _add() -> None:
+def add_user(database_url: str, name: str, password: str) -> int:
+    """Register a user directly in the database; returns its id."""
+
+    async def _add() -> int:
         engine = create_engine(Settings(database_url=database_url))
         try:
             async with create_sessionmaker(engine)() as session:
-                await create_user(session, name, password)
+                return (await create_user(session, name, password)).id
         finally:
             await engine.dispose()
 
-    asyncio.run(_add())
+    return asyncio.run(_add())
 
 
 def start_api(
@@ -103,7 +105,7 @@ def start_api(
     port = free_port()
     log_path = folder / f"api-{port}.log"
     env = clean_env(**settings)
-    process = subprocess.Popen(  # noqa: S603
+    process = subprocess.Popen(
         [str(BIN / "todo-api"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers)],
         env=env,
         stdout=log_path.open("wb"),
@@ -145,9 +147,20 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed")
-        self.process = subprocess.Popen(  # noqa: S603
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -166,3 +179,51 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(10)
+
+
+class RoundTripCounter:
+    """A TCP proxy that counts a client's round trips to a server (PostgreSQL, Redis, ...).
+
+    A round trip is the client speaking after the server has answered (or speaking first), so
+    pipelined commands sent together count once, exactly as the network sees them.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.round_trips = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        answered = True  # the client's first bytes start a round trip
+
+        async def backward() -> None:
+            nonlocal answered
+            while data := await server_r.read(65536):
+                answered = True
+                client_w.write(data)
+                await client_w.drain()
+            client_w.close()
+
+        pump = asyncio.ensure_future(backward())
+        try:
+            while data := await client_r.read(65536):
+                if answered:
+                    self.round_trips += 1
+                    answered = False
+                server_w.write(data)
+                await server_w.drain()
+        except ConnectionError:
+            pass
+        finally:
+            server_w.close()
+            pump.cancel()

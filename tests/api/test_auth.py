@@ -116,8 +116,10 @@ def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) ->
     payload = token.split(".")[1]
     bad_tokens = [
         _forge(claims, "not the server's secret key at all, 32+ bytes"),
-        _forge({**claims, "iat": now - 7200, "exp": now - 3600},
-               token_api.env.get("TODO_SECRET_KEY", "dev-only-secret-key-do-not-use-in-production!")),
+        _forge(
+            {**claims, "iat": now - 7200, "exp": now - 3600},
+            token_api.env.get("TODO_SECRET_KEY", "dev-only-secret-key-do-not-use-in-production!"),
+        ),
         f"{header}.{payload}.",
         token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
     ]

@@ -76,8 +76,9 @@ def test_put_with_stale_etag_is_412_and_changes_nothing(client: httpx.Client) ->
     stale = client.get(location).headers["ETag"]
     client.put(location, json={"name": "first", "task": "writer"})
 
-    response = client.put(location, json={"name": "second", "task": "writer"},
-                          headers={"If-Match": stale})
+    response = client.put(
+        location, json={"name": "second", "task": "writer"}, headers={"If-Match": stale}
+    )
 
     assert response.status_code == 412
     assert client.get(location).json()["name"] == "first"
@@ -107,8 +108,7 @@ def test_weak_or_foreign_tags_never_match_if_match(client: httpx.Client) -> None
 def test_put_if_none_match_star_on_existing_todo_is_412(client: httpx.Client) -> None:
     location = create(client)
 
-    response = client.put(location, json={"name": "a", "task": "b"},
-                          headers={"If-None-Match": "*"})
+    response = client.put(location, json={"name": "a", "task": "b"}, headers={"If-None-Match": "*"})
 
     assert response.status_code == 412
     assert client.get(location).json()["name"] == "buy"
@@ -122,11 +122,16 @@ def test_sixteen_concurrent_puts_with_one_tag_exactly_one_wins(api: ApiServer) -
 
     async def race() -> list[int]:
         async with httpx.AsyncClient(auth=user, timeout=30) as http:
-            responses = await asyncio.gather(*(
-                http.put(location, json={"name": f"writer {i}", "task": "race"},
-                         headers={"If-Match": etag})
-                for i in range(16)
-            ))
+            responses = await asyncio.gather(
+                *(
+                    http.put(
+                        location,
+                        json={"name": f"writer {i}", "task": "race"},
+                        headers={"If-Match": etag},
+                    )
+                    for i in range(16)
+                )
+            )
         return [response.status_code for response in responses]
 
     statuses = asyncio.run(race())

@@ -64,8 +64,11 @@ def test_metrics_count_requests_by_route_across_two_workers(tmp_path: Path, data
         text = httpx.get(f"{server.url}/metrics").text
     finally:
         server.stop()
-    labels = {"method": "GET", "route": "/api/v1.0/todos/<int(max=9223372036854775807):todo_id>",
-              "status": "401"}
+    labels = {
+        "method": "GET",
+        "route": "/api/v1.0/todos/<int(max=9223372036854775807):todo_id>",
+        "status": "401",
+    }
     assert _sample(text, "todo_http_requests_total", **labels) == 30
     assert _sample(text, "todo_http_request_duration_seconds_count", **labels) == 30
     served_by = {

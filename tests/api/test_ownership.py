@@ -13,8 +13,12 @@ def test_another_user_gets_404_and_changes_nothing(api: ApiServer) -> None:
 
         assert bob.get(location).status_code == 404
         assert bob.put(location, json={"name": "mine", "task": "now"}).status_code == 404
-        assert bob.put(location, json={"name": "mine", "task": "now"},
-                       headers={"If-Match": etag}).status_code == 404
+        assert (
+            bob.put(
+                location, json={"name": "mine", "task": "now"}, headers={"If-Match": etag}
+            ).status_code
+            == 404
+        )
         assert bob.delete(location).status_code == 404
         assert bob.get(TODOS).json()["urls"] == []
         assert bob.get(TODOS).json()["meta"]["total"] == 0

@@ -72,8 +72,13 @@ def test_keys_expire_with_the_window(limited_api: ApiServer, redis_url: str) -> 
 
 @pytest.fixture
 def short_window(servers, redis_url: str):  # type: ignore[no-untyped-def]
-    return servers.get("sqlite", TODO_USE_RATE_LIMITS="true", TODO_REDIS_URL=redis_url,
-                       TODO_RATE_LIMIT="2/1s", TODO_TRUSTED_PROXIES="1")
+    return servers.get(
+        "sqlite",
+        TODO_USE_RATE_LIMITS="true",
+        TODO_REDIS_URL=redis_url,
+        TODO_RATE_LIMIT="2/1s",
+        TODO_TRUSTED_PROXIES="1",
+    )
 
 
 def test_the_limit_resets_when_the_window_ends(short_window: ApiServer) -> None:

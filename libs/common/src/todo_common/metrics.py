@@ -39,7 +39,7 @@ def render_metrics() -> tuple[bytes, str]:
 
     if MULTIPROC_ENV in os.environ:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     from prometheus_client import REGISTRY
 

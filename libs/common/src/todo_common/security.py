@@ -17,8 +17,8 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-TOKEN_ALGORITHM = "HS256"
-TOKEN_TYPE = "access"
+TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
+TOKEN_TYPE = "access"  # noqa: S105
 
 _hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
-from quart_schema import QuartSchema
+from quart_schema import HttpSecurityScheme, QuartSchema
+from quart_schema.extension import SecuritySchemeInput
 
 from todo_api import auth, observability
 from todo_api.access import LIMITER
@@ -15,9 +16,9 @@ from todo_api.resources import Database, Redis, attach_settings
 from todo_common.security import warm_up
 from todo_common.settings import Settings, load_settings
 
-SECURITY_SCHEMES = {
-    "basic": {"type": "http", "scheme": "basic"},
-    "bearer": {"type": "http", "scheme": "bearer", "bearer_format": "JWT"},
+SECURITY_SCHEMES: dict[str, SecuritySchemeInput] = {
+    "basic": HttpSecurityScheme(type="http", scheme="basic"),
+    "bearer": HttpSecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
 }
 
 
@@ -38,9 +39,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
         security_schemes=SECURITY_SCHEMES,
-        security=[{"bearer": []}, {"basic": []}]
-        if settings.use_token_auth
-        else [{"basic": []}],
+        security=[{"bearer": []}, {"basic": []}] if settings.use_token_auth else [{"basic": []}],
     )
     Database(settings).init_app(app)
     auth.init_app(app, settings.secret_key)

@@ -18,7 +18,6 @@ from todo_api.resources import database, settings_of
 from todo_common.security import InvalidTokenError, VerifiedPasswords, read_token
 from todo_common.users import authenticate_user
 
-
 VERIFIED_PASSWORDS = "todo.verified_passwords"
 
 
@@ -66,7 +65,7 @@ def unauthorized(message: str = "valid credentials are required") -> APIError:
 
 async def verify_password_credentials(credentials: Credentials) -> Principal | None:
     verified: VerifiedPasswords = current_app.extensions[VERIFIED_PASSWORDS]
-    async with database(current_app).session() as session:
+    async with database(current_app).reader() as session:
         user = await authenticate_user(
             session, credentials.username, credentials.password, verified
         )

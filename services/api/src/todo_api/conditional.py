@@ -30,16 +30,18 @@ def json_body(payload: Any) -> bytes:
 def json_response(
     payload: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(json_body(payload), status=status, headers=headers,
-                    content_type="application/json")
+    return Response(
+        json_body(payload), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def precondition_failed() -> APIError:
     return APIError(412, "the resource has changed: its ETag no longer matches If-Match")
 
 
-def conditional_get(payload: Any, version: int | None = None,
-                    headers: dict[str, str] | None = None) -> Response:
+def conditional_get(
+    payload: Any, version: int | None = None, headers: dict[str, str] | None = None
+) -> Response:
     """200 with a strong ETag, or 304 when If-None-Match matches; 412 when If-Match fails."""
     body = json_body(payload)
     tag = entity_tag(body, version)

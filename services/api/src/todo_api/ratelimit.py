@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import structlog
 from prometheus_client import Counter
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from todo_api.resources import Redis
@@ -87,7 +88,7 @@ class RateLimiter:
         self.redis = redis
         self.rule = rule
         self.fail_open = FailOpen("rate_limit")
-        self._script = None
+        self._script: AsyncScript | None = None
 
     async def hit(self, identity: str) -> WindowState | None:
         """Count one request for `identity`; None when Redis is unavailable (fail open)."""

@@ -36,6 +36,7 @@ class Database:
         self.settings = settings
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        self._readers: async_sessionmaker[AsyncSession] | None = None
 
     def init_app(self, app: Quart) -> None:
         app.extensions[_DATABASE] = self
@@ -45,15 +46,31 @@ class Database:
     async def open(self) -> None:
         self._engine = create_engine(self.settings)
         self._sessions = create_sessionmaker(self._engine)
+        # Reads run in autocommit: no BEGIN/ROLLBACK around a single SELECT, one round trip.
+        self._readers = create_sessionmaker(
+            self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
 
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database is opened when the app starts serving")
+        return self._engine
+
     def session(self) -> AsyncSession:
         if self._sessions is None:
             raise RuntimeError("the database is opened when the app starts serving")
         return self._sessions()
+
+    def reader(self) -> AsyncSession:
+        """A session for reads that need no transaction (each statement stands alone)."""
+        if self._readers is None:
+            raise RuntimeError("the database is opened when the app starts serving")
+        return self._readers()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -61,7 +78,7 @@ class Database:
             yield session
 
     async def ping(self) -> None:
-        async with self.session() as session:
+        async with self.reader() as session:
             await session.execute(text("SELECT 1"))
 
 

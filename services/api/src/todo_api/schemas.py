@@ -13,9 +13,7 @@ class TodoIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, examples=["buy"])]
-    task: Annotated[
-        StrictStr, Field(min_length=1, max_length=TASK_MAX, examples=["buy groceries"])
-    ]
+    task: Annotated[StrictStr, Field(min_length=1, max_length=TASK_MAX, examples=["buy groceries"])]
 
 
 class TodoOut(BaseModel):

@@ -52,9 +52,7 @@ async def count_todos(session: AsyncSession, owner_id: int) -> int:
     return int(total or 0)
 
 
-async def list_todo_ids(
-    session: AsyncSession, owner_id: int, offset: int, limit: int
-) -> list[int]:
+async def list_todo_ids(session: AsyncSession, owner_id: int, offset: int, limit: int) -> list[int]:
     result = await session.scalars(
         select(Todo.id)
         .where(Todo.owner_id == owner_id)
@@ -72,7 +70,7 @@ async def create_todo(session: AsyncSession, owner_id: int, name: str, task: str
         .returning(Todo.id)
     )
     assert todo_id is not None
-    return todo_id
+    return int(todo_id)
 
 
 def _guarded(statement, owner_id: int, todo_id: int, versions: Versions):  # type: ignore[no-untyped-def]

@@ -6,8 +6,8 @@ from email.utils import format_datetime
 from typing import Any
 
 from quart import Blueprint, Response, current_app, request, url_for
-from sqlalchemy.ext.asyncio import AsyncSession
 from quart_schema import document_querystring, document_request, document_response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from todo_api.access import current_user_id, require_user
 from todo_api.bodies import read_body
@@ -70,8 +70,9 @@ async def list_todos() -> Response:
         total = await count_todos(session, owner)
         ids = await list_todo_ids(session, owner, page.offset, page.size)
     meta, headers = page_meta("todos.list_todos", page, total)
-    return conditional_get({"urls": [todo_url(todo_id) for todo_id in ids], "meta": meta},
-                           headers=headers)
+    return conditional_get(
+        {"urls": [todo_url(todo_id) for todo_id in ids], "meta": meta}, headers=headers
+    )
 
 
 @blueprint.post("/")
@@ -87,7 +88,7 @@ async def create_todo_item() -> Response:
 @blueprint.get(f"/{TODO_ID}")
 @document_response(TodoOut)
 async def get_todo_item(todo_id: int) -> Response:
-    async with database(current_app).session() as session:
+    async with database(current_app).reader() as session:
         todo = await get_todo(session, current_user_id(), todo_id)
     if todo is None:
         raise _not_found(todo_id)

@@ -1,0 +1,75 @@
+"""The hot path's budget: a token-authenticated GET of a todo makes one database round trip and,
+with rate limits on, one Redis round trip. Counted on real PostgreSQL and a Redis of our own."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import DatabaseFactory
+from tests.support import (
+    POSTGRES_PORT,
+    RedisServer,
+    RoundTripCounter,
+    add_user,
+    free_port,
+)
+from todo_api.app import create_app
+from todo_common.security import issue_token
+from todo_common.settings import Settings
+
+
+async def test_token_get_item_costs_one_query_and_one_redis_call(
+    postgres: str, databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    own_redis = RedisServer(free_port(), tmp_path)
+    own_redis.start()
+    wire = RoundTripCounter(POSTGRES_PORT)
+    await wire.start()
+    redis_wire = RoundTripCounter(own_redis.port)
+    await redis_wire.start()
+    direct_url = await asyncio.to_thread(databases.create, "postgres")
+    proxied_url = direct_url.replace(f":{POSTGRES_PORT}/", f":{wire.port}/")
+    settings = Settings(
+        database_url=proxied_url,
+        use_token_auth=True,
+        use_rate_limits=True,
+        redis_url=f"redis://127.0.0.1:{redis_wire.port}/0",
+        rate_limit="1000/60s",  # type: ignore[arg-type]
+    )
+    app = create_app(settings)
+    try:
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            user_id = await asyncio.to_thread(add_user, direct_url, "hot", "path")
+            token = issue_token(settings.secret_key, user_id, 60)
+            headers = {"Authorization": f"Bearer {token}"}
+            created = await client.post(
+                "/api/v1.0/todos/", json={"name": "n", "task": "t"}, headers=headers
+            )
+            location = created.headers["Location"]
+            await client.get(location, headers=headers)  # warm: the script is loaded once
+
+            db_before, redis_before = wire.round_trips, redis_wire.round_trips
+            response = await client.get(location, headers=headers)
+            db_after, redis_after = wire.round_trips, redis_wire.round_trips
+            create_round_trips = await _round_trips_of_a_write(client, headers, wire)
+    finally:
+        await wire.stop()
+        await redis_wire.stop()
+        own_redis.stop()
+
+    assert response.status_code == 200
+    assert db_after - db_before == 1
+    assert redis_after - redis_before == 1
+    assert create_round_trips >= 3  # the counter sees BEGIN / INSERT / COMMIT: it can count
+
+
+async def _round_trips_of_a_write(client: Any, headers: dict[str, str], wire: Any) -> int:
+    before = wire.round_trips
+    response = await client.post(
+        "/api/v1.0/todos/", json={"name": "n", "task": "t"}, headers=headers
+    )
+    assert response.status_code == 201
+    return int(wire.round_trips - before)

@@ -1,0 +1,111 @@
+"""Migrations: from empty to head on both databases, idempotent, safe to run concurrently,
+and working from an installed wheel (not only from the source tree)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from tests.conftest import DatabaseFactory
+from tests.support import BIN, clean_env
+from todo_common.db import create_engine
+from todo_common.migrate import head_revision, upgrade_database
+from todo_common.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tables(url: str) -> set[str]:
+    async def inspect_tables() -> set[str]:
+        engine = create_engine(Settings(database_url=url))
+        try:
+            async with engine.connect() as connection:
+                return set(await connection.run_sync(lambda c: inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(inspect_tables())
+
+
+def test_upgrade_creates_the_schema_once(backend: str, databases: DatabaseFactory) -> None:
+    url = databases.create(backend, migrate=False)
+
+    first = asyncio.run(upgrade_database(Settings(database_url=url)))
+    second = asyncio.run(upgrade_database(Settings(database_url=url)))
+
+    assert first == (None, head_revision())
+    assert second == (head_revision(), head_revision())
+    assert {"users", "todos", "alembic_version"} <= _tables(url)
+
+
+def test_concurrent_migrate_commands_serialize(postgres: str, databases: DatabaseFactory) -> None:
+    url = databases.create("postgres", migrate=False)
+    runs = [
+        subprocess.Popen(
+            [str(BIN / "todoctl"), "migrate", "--wait", "10"],
+            env=clean_env(TODO_DATABASE_URL=url),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [run.communicate(timeout=60) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0, 0, 0], outputs
+    stdout = [out for out, _ in outputs]
+    assert sum("upgraded from empty" in out for out in stdout) == 1
+    assert sum("already at" in out for out in stdout) == 3
+
+
+def test_migrate_wait_gives_up_with_one_line() -> None:
+    result = subprocess.run(
+        [str(BIN / "todoctl"), "migrate", "--wait", "1"],
+        env=clean_env(TODO_DATABASE_URL="postgresql+asyncpg://postgres@127.0.0.1:1/none"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("todoctl: database not reachable after 1s")
+
+
+@pytest.mark.timeout(300)
+def test_migrations_work_from_an_installed_wheel(tmp_path: Path) -> None:
+    subprocess.run(
+        ["uv", "build", "--wheel", "--package", "todo-common", "-o", str(tmp_path / "dist")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    wheel = next((tmp_path / "dist").glob("todo_common-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "todo_common/migrations/env.py" in names
+    assert "todo_common/migrations/script.py.mako" in names
+    assert any(name.startswith("todo_common/migrations/versions/0001") for name in names)
+
+    venv = tmp_path / "venv"
+    subprocess.run(["uv", "venv", "-q", str(venv)], check=True, capture_output=True)
+    subprocess.run(
+        ["uv", "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    database = tmp_path / "from-wheel.sqlite3"
+    result = subprocess.run(
+        [str(venv / "bin" / "todoctl"), "createdb"],
+        env=clean_env(TODO_DATABASE_URL=f"sqlite+aiosqlite:///{database}"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "upgraded from empty to" in result.stdout
+    assert {"users", "todos"} <= _tables(f"sqlite+aiosqlite:///{database}")
