@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 
 import httpx
 import jwt
 import pytest
+from sqlalchemy import delete
 
 from tests.api.conftest import get_token
 from tests.api.test_todos import TODOS, create
 from tests.support import ApiServer
+from todo_common.db import create_engine
+from todo_common.models import User
+from todo_common.settings import Settings
 
 
 class Bearer(httpx.Auth):
@@ -126,3 +131,20 @@ def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) ->
     for bad in bad_tokens:
         with token_api.client(auth=Bearer(bad)) as http:
             assert http.get(TODOS).status_code == 401, bad
+
+
+def test_token_of_a_deleted_user_cannot_create(token_api: ApiServer) -> None:
+    user = token_api.add_user()
+    token = get_token(token_api, user)
+
+    async def remove() -> None:
+        engine = create_engine(Settings(database_url=token_api.database_url))
+        async with engine.begin() as connection:
+            await connection.execute(delete(User).where(User.username == user[0]))
+        await engine.dispose()
+
+    asyncio.run(remove())
+    with token_api.client(auth=Bearer(token)) as http:
+        response = http.post(TODOS, json={"name": "n", "task": "t"})
+    assert response.status_code == 401
+    assert response.json()["status"] == 401

@@ -7,9 +7,11 @@ from typing import Any
 
 from quart import Blueprint, Response, current_app, request, url_for
 from quart_schema import document_querystring, document_request, document_response
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from todo_api.access import current_user_id, require_user
+from todo_api.auth import unauthorized
 from todo_api.bodies import read_body
 from todo_api.conditional import (
     conditional_get,
@@ -80,8 +82,12 @@ async def list_todos() -> Response:
 @document_response(Empty, 201)
 async def create_todo_item() -> Response:
     data = await read_body(TodoIn)
-    async with database(current_app).transaction() as session:
-        todo_id = await create_todo(session, current_user_id(), data.name, data.task)
+    try:
+        async with database(current_app).transaction() as session:
+            todo_id = await create_todo(session, current_user_id(), data.name, data.task)
+    except IntegrityError:
+        # Only the owner's foreign key can fail: a valid token of a user deleted since.
+        raise unauthorized("the user of these credentials no longer exists") from None
     return json_response({}, 201, {"Location": todo_url(todo_id)})
 
 
