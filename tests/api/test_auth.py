@@ -107,6 +107,7 @@ def test_token_route_refuses_bad_passwords(token_api: ApiServer) -> None:
         response = http.get("/auth/request-token")
     assert response.status_code == 401
     assert response.json()["status"] == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="todo"'
 
 
 def _forge(claims: dict[str, object], key: str, algorithm: str = "HS256") -> str:

@@ -141,3 +141,15 @@ def test_sixteen_concurrent_puts_with_one_tag_exactly_one_wins(api: ApiServer) -
         winner = client.get(location)
     assert winner.json()["name"].startswith("writer ")
     assert winner.headers["ETag"] != etag
+
+
+def test_if_none_match_is_checked_even_when_if_match_passes(client: httpx.Client) -> None:
+    location = create(client)
+    etag = client.get(location).headers["ETag"]
+
+    response = client.put(
+        location, json={"name": "a", "task": "b"}, headers={"If-Match": etag, "If-None-Match": etag}
+    )
+
+    assert response.status_code == 412
+    assert client.get(location).json()["name"] == "buy"

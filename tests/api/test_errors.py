@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.api.test_todos import TODOS, create
+from tests.support import ApiServer
 
 PROBLEM_KEYS = {"status", "error", "message", "type", "title", "detail"}
 
@@ -30,6 +31,7 @@ def assert_problem(response: httpx.Response, status: int) -> None:
         (b'{"name": "n", "task": null}', "application/json", 400),
         (b'{"name": "", "task": "t"}', "application/json", 400),
         (b'{"task": "t"}', "application/json", 400),
+        (b'{"name": "nul\\u0000", "task": "t"}', "application/json", 400),
         (b'{"name": "' + b"n" * 65 + b'", "task": "t"}', "application/json", 400),
         (b'{"name": "n", "task": "' + b"t" * 251 + b'"}', "application/json", 400),
         (b"name=n&task=t", "application/x-www-form-urlencoded", 415),
@@ -63,3 +65,24 @@ def test_wrong_method_is_json_405_with_allow(client: httpx.Client) -> None:
     response = client.patch(f"{TODOS}1", json={})
     assert_problem(response, 405)
     assert "PUT" in response.headers["Allow"]
+
+
+def test_collection_answers_without_its_trailing_slash(client: httpx.Client) -> None:
+    created = client.post("/api/v1.0/todos", json={"name": "n", "task": "t"})
+    listed = client.get("/api/v1.0/todos")
+
+    assert created.status_code == 201
+    assert listed.status_code == 200
+    assert listed.json()["urls"] == [created.headers["Location"]]
+
+
+def test_nul_in_credentials_is_401_not_a_server_error(api: ApiServer) -> None:
+    with api.client(auth=("a\x00b", "pw")) as http:
+        assert http.get(TODOS).status_code == 401
+
+
+def test_deleted_ids_are_never_reused(client: httpx.Client) -> None:
+    first = create(client)
+    client.delete(first)
+
+    assert create(client) != first

@@ -75,7 +75,14 @@ def test_page_past_the_end_is_empty(client_with_25: httpx.Client) -> None:
 
 @pytest.mark.parametrize(
     "query",
-    [{"page": "0"}, {"page": "-1"}, {"page": "two"}, {"per_page": "0"}, {"per_page": "1.5"}],
+    [
+        {"page": "0"},
+        {"page": "-1"},
+        {"page": "two"},
+        {"page": "\u00b2"},  # a digit to str.isdigit, not to int()
+        {"per_page": "0"},
+        {"per_page": "1.5"},
+    ],
 )
 def test_bad_paging_values_are_400(client: httpx.Client, query: dict[str, str]) -> None:
     response = client.get(TODOS, params=query)

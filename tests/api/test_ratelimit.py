@@ -148,3 +148,18 @@ def test_redis_outage_fails_open_then_limiting_resumes(databases, tmp_path: Path
     finally:
         server.stop()
         own_redis.stop()
+
+
+def test_once_guesses_spend_the_budget_even_the_right_password_waits(
+    limited_api: ApiServer,
+) -> None:
+    name, password = limited_api.add_user()
+    me = address()
+    with limited_api.client() as http:
+        guesses = [http.get(TODOS, auth=(name, f"guess {i}"), headers=me) for i in range(5)]
+        right = http.get(TODOS, auth=(name, password), headers=me)
+
+    assert [g.status_code for g in guesses] == [401] * 5
+    assert right.status_code == 429  # no oracle: the right guess looks like the wrong ones
+    assert right.headers["X-RateLimit-Remaining"] == "0"
+    assert "Retry-After" in right.headers

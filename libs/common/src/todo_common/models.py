@@ -61,6 +61,7 @@ class Base(DeclarativeBase):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     username: Mapped[str] = mapped_column(String(USERNAME_MAX), unique=True)
@@ -71,7 +72,12 @@ class User(Base):
 class Todo(Base):
     __tablename__ = "todos"
     # One index serves both "this owner's todos" and their id order (list pages by id).
-    __table_args__ = (Index("ix_todos_owner_id_id", "owner_id", "id"),)
+    # AUTOINCREMENT: SQLite would otherwise reuse a deleted todo's id, and an old URL or ETag
+    # (whose version part If-Match compares) would then point at a different todo.
+    __table_args__ = (
+        Index("ix_todos_owner_id_id", "owner_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     owner_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))

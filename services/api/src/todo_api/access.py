@@ -1,8 +1,10 @@
 """The gate in front of every /api and /auth route: authenticate, then count against the limit.
 
 The limiter keys an authenticated caller by user id and anyone else by client address (after the
-trusted-proxy rewrite), so failed logins are limited too. `g.rate_limit` carries the window to the
-response, where `after_request` adds the X-RateLimit-* headers.
+trusted-proxy rewrite), so failed logins are limited too. Before a password is checked, the
+address's window is looked at: once an address has spent its budget, it gets 429 without any
+password being verified, so guessing neither burns Argon2id time nor learns which guess was right.
+`g.rate_limit` carries the window to the response, where the X-RateLimit-* headers are added.
 """
 
 from __future__ import annotations
@@ -11,9 +13,16 @@ from collections.abc import Awaitable, Callable
 
 from quart import current_app, g, request
 
-from todo_api.auth import Credentials, Principal, authenticate, read_credentials, unauthorized
+from todo_api.auth import (
+    Credentials,
+    Principal,
+    authenticate,
+    checks_a_password,
+    read_credentials,
+    unauthorized,
+)
 from todo_api.errors import APIError
-from todo_api.ratelimit import RateLimiter
+from todo_api.ratelimit import RateLimiter, WindowState
 
 LIMITER = "todo.rate_limiter"
 
@@ -25,21 +34,27 @@ def current_user_id() -> int:
     return principal.user_id
 
 
-async def admit(authenticator: Authenticator = authenticate) -> None:
+def _too_many(limiter: RateLimiter, state: WindowState) -> APIError:
+    g.rate_limit = state
+    return APIError(429, f"rate limit of {limiter.rule} exceeded; retry in {state.retry_after}s")
+
+
+async def admit(authenticator: Authenticator = authenticate, password_only: bool = False) -> None:
     credentials = read_credentials()
-    principal = await authenticator(credentials)
     limiter: RateLimiter | None = current_app.extensions.get(LIMITER)
+    address = f"addr:{request.remote_addr}"
+    if limiter is not None and checks_a_password(credentials):
+        spent = await limiter.peek(address)
+        if spent is not None and spent.exceeded:
+            raise _too_many(limiter, spent)
+    principal = await authenticator(credentials)
     if limiter is not None:
-        identity = f"user:{principal.user_id}" if principal else f"addr:{request.remote_addr}"
-        state = await limiter.hit(identity)
+        state = await limiter.hit(f"user:{principal.user_id}" if principal else address)
         g.rate_limit = state
         if state is not None and state.exceeded:
-            raise APIError(
-                429,
-                f"rate limit of {limiter.rule} exceeded; retry in {state.retry_after}s",
-            )
+            raise _too_many(limiter, state)
     if principal is None:
-        raise unauthorized()
+        raise unauthorized(password_only=password_only)
     g.principal = principal
 
 

@@ -31,6 +31,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         PROVIDE_AUTOMATIC_OPTIONS=True,
     )
     attach_settings(app, settings)
+    # /api/v1.0/todos answers like /api/v1.0/todos/ instead of an HTML redirect.
+    app.url_map.strict_slashes = False
 
     QuartSchema(
         app,

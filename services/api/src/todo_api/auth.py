@@ -50,17 +50,24 @@ def read_credentials() -> Credentials | None:
         except (binascii.Error, UnicodeDecodeError):
             return None
         username, separator, password = decoded.partition(":")
-        if separator:
+        # PostgreSQL cannot even compare text holding NUL; no real credential contains one.
+        if separator and "\x00" not in decoded:
             return Credentials("basic", username, password)
     return None
 
 
-def unauthorized(message: str = "valid credentials are required") -> APIError:
-    settings = settings_of(current_app)
+def unauthorized(
+    message: str = "valid credentials are required", password_only: bool = False
+) -> APIError:
     challenges = ['Basic realm="todo"']
-    if settings.use_token_auth:
-        challenges = ['Bearer realm="todo"', 'Basic realm="todo"']
+    if settings_of(current_app).use_token_auth and not password_only:
+        challenges.insert(0, 'Bearer realm="todo"')
     return APIError(401, message, {"WWW-Authenticate": ", ".join(challenges)})
+
+
+def checks_a_password(credentials: Credentials | None) -> bool:
+    """Whether authenticating these credentials may cost an Argon2id verification."""
+    return credentials is not None and credentials.scheme == "basic" and bool(credentials.password)
 
 
 async def verify_password_credentials(credentials: Credentials) -> Principal | None:

@@ -56,8 +56,6 @@ def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
         status = error.code or 500
-        if status < 400:  # redirects and 304s raised as exceptions pass through untouched
-            return error.get_response()  # type: ignore[return-value]
         kept = {k: v for k, v in error.get_headers() if k in _KEPT_HEADERS}
         return error_response(status, error.description or HTTPStatus(status).description, kept)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,8 @@ from quart import request, url_for
 
 from todo_api.errors import APIError
 from todo_common.settings import Settings
+
+_DIGITS = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ def _positive_int(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+    if not _DIGITS.fullmatch(raw) or int(raw) < 1:
         raise APIError(400, f"{name} must be a positive integer, got {raw!r}")
     return int(raw)
 

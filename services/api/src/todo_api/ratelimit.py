@@ -39,6 +39,13 @@ end
 return {count, ttl}
 """
 
+# KEYS[1] counter. Reads the window without counting: {count, ms left} ({0, 0} if none).
+_PEEK_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+return {count, ttl}
+"""
+
 _BACKOFF_SECONDS = 1.0
 _LOG_EVERY_SECONDS = 10.0
 
@@ -88,27 +95,46 @@ class RateLimiter:
         self.redis = redis
         self.rule = rule
         self.fail_open = FailOpen("rate_limit")
-        self._script: AsyncScript | None = None
+        self._scripts: dict[str, AsyncScript] = {}
 
-    async def hit(self, identity: str) -> WindowState | None:
-        """Count one request for `identity`; None when Redis is unavailable (fail open)."""
+    async def _run(self, source: str, identity: str, *args: int) -> tuple[int, int] | None:
+        """Run a script on `identity`'s counter; None when Redis is unavailable (fail open)."""
         client = self.redis.client
         if client is None or self.fail_open.is_down():
             self.fail_open.record(None)
             return None
-        if self._script is None:
-            self._script = client.register_script(_HIT_SCRIPT)
-        key = self.redis.key("rl", identity)
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = client.register_script(source)
         try:
-            count, ttl_ms = await self._script(keys=[key], args=[self.rule.period * 1000])
+            count, ttl_ms = await script(keys=[self.redis.key("rl", identity)], args=list(args))
         except (RedisError, OSError) as error:
             self.fail_open.record(error)
             return None
-        retry_after = max(1, math.ceil(int(ttl_ms) / 1000))
+        return int(count), int(ttl_ms)
+
+    def _state(self, count: int, ttl_ms: int, exceeded: bool) -> WindowState:
+        ttl_ms = max(ttl_ms, 0)
         return WindowState(
             limit=self.rule.limit,
-            remaining=max(0, self.rule.limit - int(count)),
-            reset_at=math.ceil(time.time() + int(ttl_ms) / 1000),
-            retry_after=retry_after,
-            exceeded=int(count) > self.rule.limit,
+            remaining=max(0, self.rule.limit - count),
+            reset_at=math.ceil(time.time() + ttl_ms / 1000),
+            retry_after=max(1, math.ceil(ttl_ms / 1000)),
+            exceeded=exceeded,
         )
+
+    async def hit(self, identity: str) -> WindowState | None:
+        """Count one request for `identity`; None when Redis is unavailable (fail open)."""
+        result = await self._run(_HIT_SCRIPT, identity, self.rule.period * 1000)
+        if result is None:
+            return None
+        count, ttl_ms = result
+        return self._state(count, ttl_ms, exceeded=count > self.rule.limit)
+
+    async def peek(self, identity: str) -> WindowState | None:
+        """`identity`'s window without counting; `exceeded` once its budget is spent."""
+        result = await self._run(_PEEK_SCRIPT, identity)
+        if result is None:
+            return None
+        count, ttl_ms = result
+        return self._state(count, ttl_ms, exceeded=count >= self.rule.limit)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from todo_common.models import NAME_MAX, TASK_MAX
 
 
 class TodoIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("name", "task")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain the NUL character")
+        return value
 
     name: Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, examples=["buy"])]
     task: Annotated[StrictStr, Field(min_length=1, max_length=TASK_MAX, examples=["buy groceries"])]

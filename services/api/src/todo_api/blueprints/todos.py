@@ -102,15 +102,19 @@ async def get_todo_item(todo_id: int) -> Response:
 
 
 async def _expected_versions(session: AsyncSession, todo_id: int) -> Versions:
-    """If-Match's versions; with If-None-Match, the current version after checking it."""
+    """The versions the write may replace: If-Match's, then If-None-Match checked (RFC 9110
+    13.2.2) against the current todo, whose version the write then compare-and-sets."""
     versions = if_match_versions()
-    if versions is None and "If-None-Match" in request.headers:
+    if "If-None-Match" in request.headers:
         current = await get_todo(session, current_user_id(), todo_id)
         if current is None:
             raise _not_found(todo_id)
         if if_none_match_blocks(entity_tag(json_body(represent(current)), current.version)):
             raise precondition_failed()
-        versions = [current.version]
+        if versions is None or versions == "*" or current.version in versions:
+            versions = [current.version]
+        else:
+            raise precondition_failed()
     return versions
 
 

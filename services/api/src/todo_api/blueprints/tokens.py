@@ -29,7 +29,7 @@ async def _password_only(credentials: Credentials | None) -> Principal | None:
 
 @blueprint.before_request
 async def require_password() -> None:
-    await admit(_password_only)
+    await admit(_password_only, password_only=True)
 
 
 @blueprint.get("/request-token")

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_users"),
         sa.UniqueConstraint("username", name="uq_users_username"),
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "todos",
@@ -40,6 +41,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["owner_id"], ["users.id"], name="fk_todos_owner_id_users", ondelete="CASCADE"
         ),
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_todos_owner_id_id", "todos", ["owner_id", "id"])
 
