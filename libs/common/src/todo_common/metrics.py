@@ -3,14 +3,20 @@
 Every service runs prometheus-client in multiprocess mode: `prepare_multiprocess_dir()` must run in
 the parent before any worker process starts (and before prometheus_client is imported), and it
 empties the folder, because files left by dead processes would keep reporting their old values.
+The worker and the scheduler serve their metrics, and a liveness `/healthz` driven by a heartbeat,
+from a small HTTP server of their own (`start_metrics_server`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -44,3 +50,58 @@ def render_metrics() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class Heartbeat:
+    """The time a process's main loop last proved it was turning, for a cheap liveness probe."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._last = time.monotonic()
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def age(self) -> float:
+        return time.monotonic() - self._last
+
+    def is_fresh(self) -> bool:
+        return self.age() <= self.max_age
+
+
+def start_metrics_server(port: int, heartbeat: Heartbeat, host: str = "0.0.0.0") -> Any:  # noqa: S104
+    """Serve `/metrics` and `/healthz` from a daemon thread; returns the server.
+
+    `/healthz` answers 200 while `heartbeat` is fresh and 503 once it is stale, so Kubernetes can
+    restart a wedged process with an HTTP probe instead of starting Python for every check.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                body, content_type = render_metrics()
+                self._send(200, body, content_type)
+            elif path == "/healthz":
+                age = round(heartbeat.age(), 1)
+                fresh = heartbeat.is_fresh()
+                status = {"status": "ok" if fresh else "stale", "heartbeat_age": age}
+                self._send(200 if fresh else 503, json.dumps(status).encode(), "application/json")
+            else:
+                self._send(404, b'{"status": 404, "error": "not found"}', "application/json")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # probes and scrapes every few seconds would drown the logs
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server

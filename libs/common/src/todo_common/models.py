@@ -86,3 +86,29 @@ class Todo(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Bumped by every write; If-Match compares against it atomically in SQL.
     version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class TodoHits(Base):
+    """Views of a todo, moved here from Redis by the worker's flush (never part of the todo's
+    representation, so counting a view does not change the todo's ETag)."""
+
+    __tablename__ = "todo_hits"
+    # owner_id is the todo's (never changes); it lets /stats rank one owner's todos by index.
+    __table_args__ = (Index("ix_todo_hits_owner_id_hits", "owner_id", "hits"),)
+
+    todo_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("todos.id", ondelete="CASCADE"), primary_key=True
+    )
+    owner_id: Mapped[int] = mapped_column(Id, ForeignKey("users.id", ondelete="CASCADE"))
+    hits: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class HitBatch(Base):
+    """A flushed batch of hit counts, recorded in the same transaction as its increments: a
+    batch whose id is here has been applied, so a retried or concurrent flush skips it."""
+
+    __tablename__ = "hit_batches"
+    __table_args__ = (Index("ix_hit_batches_applied_at", "applied_at"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1)
     db_timeout: float = Field(default=5, gt=0)
     graceful_timeout: float = Field(default=10, ge=0)
+    state_dir: Path = Path(".todo-state")
+    hits_flush_threshold: int = Field(default=10_000, ge=1)
+    # Test hooks (TODO_ENV=test only): the flush task pauses at this stage, so a test can kill it.
+    test_pause_flush_at: Literal["claimed", "applied"] | None = None
+    test_pause_seconds: float = Field(default=30, ge=0)
 
     @field_validator("rate_limit", mode="before")
     @classmethod
@@ -110,6 +116,8 @@ class Settings(BaseSettings):
                 )
         if self.use_rate_limits and not self.redis_url:
             raise ValueError("TODO_USE_RATE_LIMITS: needs TODO_REDIS_URL")
+        if self.test_pause_flush_at is not None and self.env is not Environment.TEST:
+            raise ValueError("TODO_TEST_PAUSE_FLUSH_AT: a test hook, only for TODO_ENV=test")
         if self.per_page_default > self.per_page_max:
             raise ValueError("TODO_PER_PAGE_DEFAULT: must not exceed TODO_PER_PAGE_MAX")
         return self
@@ -117,6 +125,11 @@ class Settings(BaseSettings):
     @cached_property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @cached_property
+    def broker(self) -> str:
+        """The Celery broker: TODO_BROKER_URL, else the Redis URL, else the local filesystem."""
+        return self.broker_url or self.redis_url or "filesystem://localhost/"
 
 
 # Never echoed in an error: they hold secrets or credentials.

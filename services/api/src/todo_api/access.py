@@ -5,6 +5,7 @@ trusted-proxy rewrite), so failed logins are limited too. Before a password is c
 address's window is looked at: once an address has spent its budget, it gets 429 without any
 password being verified, so guessing neither burns Argon2id time nor learns which guess was right.
 `g.rate_limit` carries the window to the response, where the X-RateLimit-* headers are added.
+A GET of a todo also has its view counted by the same Redis call (see `todo_api.hits`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ from todo_api.auth import (
     unauthorized,
 )
 from todo_api.errors import APIError
+from todo_api.hits import hit_counter
 from todo_api.ratelimit import RateLimiter, WindowState
 
 LIMITER = "todo.rate_limiter"
+# The endpoint whose successful GETs count as views of a todo.
+VIEW_ENDPOINT = "todos.get_todo_item"
 
 Authenticator = Callable[[Credentials | None], Awaitable[Principal | None]]
 
@@ -49,13 +53,29 @@ async def admit(authenticator: Authenticator = authenticate, password_only: bool
             raise _too_many(limiter, spent)
     principal = await authenticator(credentials)
     if limiter is not None:
-        state = await limiter.hit(f"user:{principal.user_id}" if principal else address)
+        identity = f"user:{principal.user_id}" if principal else address
+        state = await limiter.hit(identity, _view_to_count(principal))
         g.rate_limit = state
+        if state is not None and state.views_waiting is not None:
+            g.view_counted = True
+            counter = hit_counter(current_app)
+            assert counter is not None
+            counter.counted(state.views_waiting)
         if state is not None and state.exceeded:
             raise _too_many(limiter, state)
     if principal is None:
         raise unauthorized(password_only=password_only)
     g.principal = principal
+
+
+def _view_to_count(principal: Principal | None) -> tuple[str, str] | None:
+    """The hit a GET of a todo counts in advance, with its rate limit, in one round trip."""
+    counter = hit_counter(current_app)
+    if counter is None or principal is None or request.method != "GET":
+        return None
+    if request.endpoint != VIEW_ENDPOINT or not request.view_args:
+        return None
+    return counter.view_key(principal.user_id, int(request.view_args["todo_id"]))
 
 
 async def require_user() -> None:

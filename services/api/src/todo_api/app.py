@@ -9,8 +9,9 @@ from quart_schema.extension import SecuritySchemeInput
 
 from todo_api import auth, observability
 from todo_api.access import LIMITER
-from todo_api.blueprints import docs, ops, todos, tokens
+from todo_api.blueprints import docs, ops, stats, todos, tokens
 from todo_api.errors import register_error_handlers
+from todo_api.hits import HitCounter
 from todo_api.ratelimit import RateLimiter
 from todo_api.resources import Database, Redis, attach_settings
 from todo_common.security import warm_up
@@ -49,12 +50,15 @@ def create_app(settings: Settings | None = None) -> Quart:
     redis.init_app(app)
     if settings.use_rate_limits:
         app.extensions[LIMITER] = RateLimiter(redis, settings.rate_limit)
+    if settings.redis_url:
+        HitCounter(redis, settings).init_app(app)
 
     observability.init_app(app)
     register_error_handlers(app)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(docs.blueprint)
     app.register_blueprint(todos.blueprint)
+    app.register_blueprint(stats.blueprint)
     if settings.use_token_auth:
         app.register_blueprint(tokens.blueprint)
 

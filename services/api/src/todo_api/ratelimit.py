@@ -2,6 +2,8 @@
 
 One round trip per request: a Lua script increments the caller's counter, starts its window (with
 an expiry, so keys never pile up) on the first hit, and returns the count and the time left. When
+the request views a todo, the same script also counts the view (see `todo_api.hits`), so rate
+limiting and hit counting together still cost one round trip. When
 Redis cannot be reached the request is let through (fail open), a metric counts it and a warning is
 logged at most every few seconds; a short back-off avoids paying a timeout on every request.
 """
@@ -18,6 +20,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from todo_api.resources import Redis
+from todo_common.hits import COUNT_HIT_LUA
 from todo_common.settings import RateLimit
 
 log = structlog.get_logger(__name__)
@@ -29,15 +32,24 @@ REDIS_FAILURES = Counter(
 )
 
 # KEYS[1] counter; ARGV[1] window in ms. PTTL < 0 covers a new key and one that lost its expiry.
-_HIT_SCRIPT = """
+# With KEYS[2] (pending hits), ARGV[2] (limit) and ARGV[3] (field), a request within the limit
+# also counts its view; the third value is then the count_hit result, else -1.
+_HIT_SCRIPT = (
+    COUNT_HIT_LUA
+    + """
 local count = redis.call('INCR', KEYS[1])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-return {count, ttl}
+local waiting = -1
+if KEYS[2] and count <= tonumber(ARGV[2]) then
+  waiting = count_hit(KEYS[2], ARGV[3], 1)
+end
+return {count, ttl, waiting}
 """
+)
 
 # KEYS[1] counter. Reads the window without counting: {count, ms left} ({0, 0} if none).
 _PEEK_SCRIPT = """
@@ -57,6 +69,8 @@ class WindowState:
     reset_at: int  # UTC epoch seconds
     retry_after: int  # seconds until the window ends
     exceeded: bool
+    # When a view was counted with the hit: how many todos had hits waiting (see todo_api.hits).
+    views_waiting: int | None = None
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -97,7 +111,9 @@ class RateLimiter:
         self.fail_open = FailOpen("rate_limit")
         self._scripts: dict[str, AsyncScript] = {}
 
-    async def _run(self, source: str, identity: str, *args: int) -> tuple[int, int] | None:
+    async def _run(
+        self, source: str, identity: str, *args: int | str, view_key: str | None = None
+    ) -> list[int] | None:
         """Run a script on `identity`'s counter; None when Redis is unavailable (fail open)."""
         client = self.redis.client
         if client is None or self.fail_open.is_down():
@@ -106,14 +122,19 @@ class RateLimiter:
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = client.register_script(source)
+        keys = [self.redis.key("rl", identity)]
+        if view_key is not None:
+            keys.append(view_key)
         try:
-            count, ttl_ms = await script(keys=[self.redis.key("rl", identity)], args=list(args))
+            result = await script(keys=keys, args=list(args))
         except (RedisError, OSError) as error:
             self.fail_open.record(error)
             return None
-        return int(count), int(ttl_ms)
+        return [int(value) for value in result]
 
-    def _state(self, count: int, ttl_ms: int, exceeded: bool) -> WindowState:
+    def _state(
+        self, count: int, ttl_ms: int, exceeded: bool, views_waiting: int | None = None
+    ) -> WindowState:
         ttl_ms = max(ttl_ms, 0)
         return WindowState(
             limit=self.rule.limit,
@@ -121,20 +142,29 @@ class RateLimiter:
             reset_at=math.ceil(time.time() + ttl_ms / 1000),
             retry_after=max(1, math.ceil(ttl_ms / 1000)),
             exceeded=exceeded,
+            views_waiting=views_waiting,
         )
 
-    async def hit(self, identity: str) -> WindowState | None:
-        """Count one request for `identity`; None when Redis is unavailable (fail open)."""
-        result = await self._run(_HIT_SCRIPT, identity, self.rule.period * 1000)
+    async def hit(self, identity: str, view: tuple[str, str] | None = None) -> WindowState | None:
+        """Count one request for `identity`, and the view `(pending key, field)` if given and
+        the request is within the limit; None when Redis is unavailable (fail open)."""
+        args: list[int | str] = [self.rule.period * 1000]
+        if view is not None:
+            args += [self.rule.limit, view[1]]
+        result = await self._run(
+            _HIT_SCRIPT, identity, *args, view_key=view[0] if view is not None else None
+        )
         if result is None:
             return None
-        count, ttl_ms = result
-        return self._state(count, ttl_ms, exceeded=count > self.rule.limit)
+        count, ttl_ms, waiting = result
+        return self._state(
+            count, ttl_ms, count > self.rule.limit, waiting if waiting >= 0 else None
+        )
 
     async def peek(self, identity: str) -> WindowState | None:
         """`identity`'s window without counting; `exceeded` once its budget is spent."""
         result = await self._run(_PEEK_SCRIPT, identity)
         if result is None:
             return None
-        count, ttl_ms = result
+        count, ttl_ms = result[:2]
         return self._state(count, ttl_ms, exceeded=count >= self.rule.limit)

@@ -60,6 +60,17 @@ class TokenOut(BaseModel):
     expires_in: int = Field(description="seconds until the token expires")
 
 
+class ViewedTodo(BaseModel):
+    url: str
+    hits: int
+
+
+class StatsOut(BaseModel):
+    todos: int = Field(description="how many todos the caller has")
+    hits: int = Field(description="views of the caller's todos, as of the last flush")
+    most_viewed: list[ViewedTodo] = Field(description="the caller's most viewed todos, up to 5")
+
+
 class Problem(BaseModel):
     """Every error: the seed's keys plus RFC 9457's."""
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from todo_common.models import Todo, utcnow
+from todo_common.models import Todo, TodoHits, utcnow
 
 Versions = Sequence[int] | Literal["*"] | None
 
@@ -26,6 +26,13 @@ class TodoRow:
     task: str
     created_at: datetime
     version: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    todos: int
+    hits: int
+    most_viewed: list[tuple[int, int]]  # (todo id, hits), most viewed first
 
 
 class WriteOutcome:
@@ -109,3 +116,33 @@ async def delete_todo(
 async def _why_unchanged(session: AsyncSession, owner_id: int, todo_id: int) -> str:
     exists = await get_todo(session, owner_id, todo_id)
     return WriteOutcome.STALE if exists is not None else WriteOutcome.MISSING
+
+
+async def read_stats(session: AsyncSession, owner_id: int, top: int) -> Stats:
+    """The owner's totals and `top` most viewed todos, in one statement (one snapshot)."""
+    todos = select(func.count()).where(Todo.owner_id == owner_id).scalar_subquery()
+    hits = (
+        select(func.coalesce(func.sum(TodoHits.hits), 0))
+        .where(TodoHits.owner_id == owner_id)
+        .scalar_subquery()
+    )
+    totals = select(todos.label("todos"), hits.label("hits")).subquery()
+    ranked = (
+        select(TodoHits.todo_id, TodoHits.hits)
+        .where(TodoHits.owner_id == owner_id, TodoHits.hits > 0)
+        .order_by(TodoHits.hits.desc(), TodoHits.todo_id)
+        .limit(top)
+        .subquery()
+    )
+    rows = (
+        await session.execute(
+            select(totals.c.todos, totals.c.hits, ranked.c.todo_id, ranked.c.hits)
+            .select_from(totals.outerjoin(ranked, true()))
+            .order_by(ranked.c.hits.desc(), ranked.c.todo_id)
+        )
+    ).all()
+    return Stats(
+        todos=int(rows[0][0]),
+        hits=int(rows[0][1]),
+        most_viewed=[(int(row[2]), int(row[3])) for row in rows if row[2] is not None],
+    )

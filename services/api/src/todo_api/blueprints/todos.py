@@ -23,6 +23,7 @@ from todo_api.conditional import (
     precondition_failed,
 )
 from todo_api.errors import APIError
+from todo_api.hits import counting_view
 from todo_api.pagination import page_meta, requested_page
 from todo_api.resources import database, settings_of
 from todo_api.schemas import Empty, PageQuery, TodoIn, TodoOut, TodoPage
@@ -94,11 +95,13 @@ async def create_todo_item() -> Response:
 @blueprint.get(f"/{TODO_ID}")
 @document_response(TodoOut)
 async def get_todo_item(todo_id: int) -> Response:
-    async with database(current_app).reader() as session:
-        todo = await get_todo(session, current_user_id(), todo_id)
-    if todo is None:
-        raise _not_found(todo_id)
-    return conditional_get(represent(todo), todo.version)
+    owner = current_user_id()
+    async with counting_view(owner, todo_id):
+        async with database(current_app).reader() as session:
+            todo = await get_todo(session, owner, todo_id)
+        if todo is None:
+            raise _not_found(todo_id)
+        return conditional_get(represent(todo), todo.version)
 
 
 async def _expected_versions(session: AsyncSession, todo_id: int) -> Versions:

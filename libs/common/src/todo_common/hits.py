@@ -1,0 +1,77 @@
+"""Where hit counts wait in Redis between the API that counts them and the worker that flushes them.
+
+The API increments one field per (owner, todo) in a *pending* hash. A flush hands the counts over
+without losing or double-counting any:
+
+1. claim: one Lua script renames the pending hash to `batch:<id>` and adds `<id>` to the set of
+   open batches; new hits start a fresh pending hash;
+2. apply: in one database transaction, record `<id>` as applied and add its counts (a batch id
+   already recorded means an earlier flush applied it: skip);
+3. forget: delete `batch:<id>` and remove `<id>` from the open set.
+
+Every flush first finishes the open batches a crashed or concurrent flush left, so a kill at any
+point loses nothing (the batch is still in Redis) and counts nothing twice (its id is recorded in
+the same transaction as its counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Adds one hit; returns the number of todos waiting when this hit was the todo's first, else 0,
+# so exactly one request sees the pending hash reach a given size.
+COUNT_HIT_LUA = """
+local function count_hit(pending, field, delta)
+  local value = redis.call('HINCRBY', pending, field, delta)
+  if delta > 0 and value == delta then return redis.call('HLEN', pending) end
+  return 0
+end
+"""
+
+# KEYS[1] pending hash; ARGV[1] field; ARGV[2] delta (+1 to count, -1 to take a hit back).
+COUNT_SCRIPT = COUNT_HIT_LUA + "return count_hit(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+
+# KEYS[1] pending hash, KEYS[2] batch hash, KEYS[3] open-batches set; ARGV[1] batch id.
+CLAIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+"""
+
+# KEYS[1] batch hash, KEYS[2] open-batches set; ARGV[1] batch id.
+FORGET_SCRIPT = """
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class HitKeys:
+    """The Redis keys of hit counting under one deployment's key prefix."""
+
+    prefix: str
+
+    @property
+    def pending(self) -> str:
+        return f"{self.prefix}hits:pending"
+
+    @property
+    def open_batches(self) -> str:
+        return f"{self.prefix}hits:batches"
+
+    def batch(self, batch_id: str) -> str:
+        return f"{self.prefix}hits:batch:{batch_id}"
+
+
+def hit_field(owner_id: int, todo_id: int) -> str:
+    return f"{owner_id}:{todo_id}"
+
+
+def parse_hit_field(field: str) -> tuple[int, int] | None:
+    """(owner id, todo id) from a pending field; None for anything malformed."""
+    owner, _, todo = field.partition(":")
+    if owner.isdigit() and todo.isdigit():
+        return int(owner), int(todo)
+    return None

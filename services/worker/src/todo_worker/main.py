@@ -1,0 +1,50 @@
+"""`todo-worker [celery worker options]`: the Celery worker with the project's tasks.
+
+Configured by the environment (TODO_*); any argument is passed to `celery worker`, for example
+`--concurrency 4` or `--pool solo`. Metrics and a liveness `/healthz` are served on
+TODO_METRICS_PORT (default 9101).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from todo_common.logs import configure_logging
+from todo_common.metrics import Heartbeat, prepare_multiprocess_dir
+from todo_common.settings import load_settings
+
+DEFAULT_METRICS_PORT = 9101
+# The worker's timer beats every 5 s; a minute of silence means its main loop is stuck.
+HEARTBEAT_MAX_AGE = 60.0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = load_settings()  # a bad value exits here with one line
+    prepare_multiprocess_dir("worker")  # before prometheus_client is imported anywhere
+    configure_logging(settings, "worker")
+
+    from todo_common.metrics import start_metrics_server
+    from todo_worker.app import create_worker_app
+
+    heartbeat = Heartbeat(HEARTBEAT_MAX_AGE)
+    app = create_worker_app(settings, heartbeat)
+    port = settings.metrics_port or DEFAULT_METRICS_PORT
+    try:
+        start_metrics_server(port, heartbeat)
+    except OSError as error:
+        raise SystemExit(
+            f"todo-worker: cannot serve metrics on port {port}: {error.strerror or error}"
+        ) from None
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level.upper()}",
+            "--quiet",  # no banner: every line on stderr is a log record
+            # Gossip and mingle serve cluster-wide remote control and events, which we do not use.
+            "--without-gossip",
+            "--without-mingle",
+            *arguments,
+        ]
+    )
