@@ -17,6 +17,7 @@ import asyncpg
 import pytest
 import redis
 
+from tests.stack import Stack
 from tests.support import (
     POSTGRES_ADMIN_DSN,
     POSTGRES_HOST,
@@ -157,6 +158,30 @@ def flush_redis_prefix(redis_url: str) -> Iterator[str]:
     """A Redis key prefix of this test's own, deleted afterwards."""
     prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
     yield prefix
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{prefix}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def stack(
+    postgres: str, databases: DatabaseFactory, redis_url: str, tmp_path: Path
+) -> Iterator[Stack]:
+    """A `todo-api` on PostgreSQL with hit counting on, which workers and schedulers can join."""
+    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
+    env = {
+        "TODO_DATABASE_URL": databases.create("postgres"),
+        "TODO_REDIS_URL": redis_url,
+        "TODO_REDIS_KEY_PREFIX": prefix,
+        "TODO_STATE_DIR": str(tmp_path / "state"),
+    }
+    stack = Stack(start_api(env, tmp_path), env, tmp_path)
+    yield stack
+    for service in stack.services:
+        service.kill()
+    stack.api.stop()
     client = redis.Redis.from_url(redis_url)
     keys = list(client.scan_iter(f"{prefix}*"))
     if keys:

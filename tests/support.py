@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from todo_common.db import create_engine, create_sessionmaker
 from todo_common.settings import Settings
@@ -227,3 +230,98 @@ class RoundTripCounter:
         finally:
             server_w.close()
             pump.cancel()
+
+
+@dataclass
+class ServiceProcess:
+    """A running `todo-worker` or `todo-scheduler`, with its log and metrics endpoint."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+    metrics_port: int
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def records(self) -> list[dict[str, object]]:
+        """The JSON log records so far (non-JSON lines, such as Celery's warnings, skipped)."""
+        records = []
+        for line in self.log().splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    continue
+        return records
+
+    def metric(self, metric: str, **labels: str) -> float:
+        """The sum of `metric`'s samples whose labels include `labels` (0 when there are none)."""
+        text = httpx.get(f"{self.metrics_url}/metrics", timeout=5).text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == metric and labels.items() <= sample.labels.items():
+                    total += sample.value
+        return total
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the main process and its pool children at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+def start_service(
+    command: str, settings: dict[str, str], folder: Path, *args: str, wait: bool = True
+) -> ServiceProcess:
+    """Start `todo-worker` or `todo-scheduler` in a process group of its own."""
+    port = free_port()
+    log_path = folder / f"{command}-{port}.log"
+    env = clean_env(**settings, TODO_METRICS_PORT=str(port))
+    env.setdefault("TODO_STATE_DIR", str(folder / f"state-{port}"))
+    process = subprocess.Popen(
+        [str(BIN / command), *args],
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    service = ServiceProcess(command, process, env, log_path, port)
+    if wait:
+
+        def healthy() -> bool:
+            if process.poll() is not None:
+                raise RuntimeError(f"{command} exited early:\n{service.log()}")
+            try:
+                return httpx.get(f"{service.metrics_url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        if not wait_until(healthy, 30):
+            service.kill()
+            raise RuntimeError(f"{command} did not come up:\n{service.log()}")
+    return service
+
+
+def start_worker(settings: dict[str, str], folder: Path, *args: str) -> ServiceProcess:
+    worker = start_service("todo-worker", settings, folder, "--concurrency", "1", *args)
+    # Consuming starts after the metrics server: wait for Celery's "ready".
+    if not wait_until(lambda: "ready" in worker.log(), 30):
+        worker.kill()
+        raise RuntimeError(f"todo-worker never became ready:\n{worker.log()}")
+    return worker

@@ -1,11 +1,15 @@
-"""The hot path's budget: a token-authenticated GET of a todo makes one database round trip and,
-with rate limits on, one Redis round trip. Counted on real PostgreSQL and a Redis of our own."""
+"""The hot path's budget: a token-authenticated GET of a todo makes one database round trip and
+one Redis round trip, which both counts the view and (with rate limits on) the rate limit.
+Counted on real PostgreSQL and a Redis of our own."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 from typing import Any
+
+import pytest
+import redis
 
 from tests.conftest import DatabaseFactory
 from tests.support import (
@@ -20,8 +24,9 @@ from todo_common.security import issue_token
 from todo_common.settings import Settings
 
 
+@pytest.mark.parametrize("rate_limits", [True, False], ids=["limited", "unlimited"])
 async def test_token_get_item_costs_one_query_and_one_redis_call(
-    postgres: str, databases: DatabaseFactory, tmp_path: Path
+    postgres: str, databases: DatabaseFactory, tmp_path: Path, rate_limits: bool
 ) -> None:
     own_redis = RedisServer(free_port(), tmp_path)
     own_redis.start()
@@ -34,7 +39,7 @@ async def test_token_get_item_costs_one_query_and_one_redis_call(
     settings = Settings(
         database_url=proxied_url,
         use_token_auth=True,
-        use_rate_limits=True,
+        use_rate_limits=rate_limits,
         redis_url=f"redis://127.0.0.1:{redis_wire.port}/0",
         rate_limit="1000/60s",  # type: ignore[arg-type]
     )
@@ -55,6 +60,7 @@ async def test_token_get_item_costs_one_query_and_one_redis_call(
             response = await client.get(location, headers=headers)
             db_after, redis_after = wire.round_trips, redis_wire.round_trips
             create_round_trips = await _round_trips_of_a_write(client, headers, wire)
+            pending = redis.Redis(port=own_redis.port).hgetall("todo:hits:pending")
     finally:
         await wire.stop()
         await redis_wire.stop()
@@ -63,6 +69,8 @@ async def test_token_get_item_costs_one_query_and_one_redis_call(
     assert response.status_code == 200
     assert db_after - db_before == 1
     assert redis_after - redis_before == 1
+    todo_id = location.rsplit("/", 1)[1]
+    assert pending == {f"{user_id}:{todo_id}".encode(): b"2"}  # both GETs were counted
     assert create_round_trips >= 3  # the counter sees BEGIN / INSERT / COMMIT: it can count
 
 

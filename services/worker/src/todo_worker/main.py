@@ -39,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = list(sys.argv[1:] if argv is None else argv)
     app.worker_main(
         [
+            "--quiet",  # no banner: every line on stderr is a log record
             "worker",
             f"--loglevel={settings.log_level.upper()}",
-            "--quiet",  # no banner: every line on stderr is a log record
             # Gossip and mingle serve cluster-wide remote control and events, which we do not use.
             "--without-gossip",
             "--without-mingle",

@@ -1,0 +1,80 @@
+"""Views of todos are counted in Redis: successful GETs only, once each, whichever path counts."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import ServerPool
+from tests.support import ApiServer
+
+
+@pytest.fixture(params=["limited", "unlimited"])
+def counting_api(servers: ServerPool, redis_url: str, request: pytest.FixtureRequest) -> ApiServer:
+    """Hit counting on; with rate limits the view is counted by the limiter's script."""
+    limits = {"TODO_USE_RATE_LIMITS": "true", "TODO_RATE_LIMIT": "8/60s"}
+    return servers.get(
+        "postgres", TODO_REDIS_URL=redis_url, **(limits if request.param == "limited" else {})
+    )
+
+
+def pending(api: ApiServer) -> dict[str, int]:
+    client = redis.Redis.from_url(api.env["TODO_REDIS_URL"], decode_responses=True)
+    try:
+        counts = client.hgetall(f"{api.env['TODO_REDIS_KEY_PREFIX']}hits:pending")
+    finally:
+        client.close()
+    return {field: int(value) for field, value in counts.items() if int(value)}
+
+
+def _todo(client: httpx.Client) -> tuple[str, str]:
+    response = client.post("/api/v1.0/todos/", json={"name": "n", "task": "t"})
+    assert response.status_code == 201
+    url = response.headers["Location"]
+    return url, url.rsplit("/", 1)[1]
+
+
+def _user_id(api: ApiServer, client: httpx.Client) -> str:
+    # The field is "<owner id>:<todo id>"; find the owner id from a first counted view.
+    url, todo_id = _todo(client)
+    assert client.get(url).status_code == 200
+    (field,) = [field for field in pending(api) if field.endswith(f":{todo_id}")]
+    return field.split(":")[0]
+
+
+def test_successful_gets_and_304s_count(counting_api: ApiServer) -> None:
+    with counting_api.client(auth=counting_api.add_user()) as client:
+        owner = _user_id(counting_api, client)
+        url, todo_id = _todo(client)
+        tag = client.get(url).headers["ETag"]
+        assert client.get(url, headers={"If-None-Match": tag}).status_code == 304
+        assert client.head(url).status_code == 200  # HEAD is not a view
+        assert pending(counting_api)[f"{owner}:{todo_id}"] == 2
+
+
+def test_failed_gets_count_nothing(counting_api: ApiServer) -> None:
+    with (
+        counting_api.client(auth=counting_api.add_user()) as owner,
+        counting_api.client(auth=counting_api.add_user()) as stranger,
+    ):
+        stranger_id = _user_id(counting_api, stranger)
+        url, todo_id = _todo(owner)
+        assert stranger.get(url).status_code == 404
+        missing = url.rsplit("/", 1)[0] + "/987654321"
+        assert stranger.get(missing).status_code == 404
+        fields = pending(counting_api)
+        assert f"{stranger_id}:{todo_id}" not in fields
+        assert f"{stranger_id}:987654321" not in fields
+
+
+def test_a_rate_limited_get_is_not_a_view(servers: ServerPool, redis_url: str) -> None:
+    api = servers.get(
+        "postgres", TODO_REDIS_URL=redis_url, TODO_USE_RATE_LIMITS="true", TODO_RATE_LIMIT="4/60s"
+    )
+    with api.client(auth=api.add_user()) as client:
+        owner = _user_id(api, client)  # requests 1 and 2
+        url, todo_id = _todo(client)  # 3
+        statuses = [client.get(url).status_code for _ in range(3)]  # 4, then two over the limit
+    assert statuses == [200, 429, 429]
+    assert pending(api)[f"{owner}:{todo_id}"] == 1

@@ -1,0 +1,63 @@
+"""A real `todo-scheduler` drives the flushes: no manual trigger, no double counting."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from tests.support import wait_until
+from tests.stack import Stack, new_todo, stats, view
+from todo_common.celery_app import FLUSH_HIT_COUNTS
+
+
+def test_scheduled_flushes_move_hits_without_double_counting(stack: Stack) -> None:
+    worker = stack.worker()
+    scheduler = stack.scheduler(TODO_FLUSH_INTERVAL="1")
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 5)
+        assert wait_until(lambda: stats(client)["hits"] == 5, 20), worker.log()
+        view(client, url, 4)
+        assert wait_until(lambda: stats(client)["hits"] == 9, 20), worker.log()
+
+        # Several more ticks, each sending a flush: nothing is added twice.
+        flushes = worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS)
+        assert wait_until(
+            lambda: worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS)
+            >= flushes + 3,
+            20,
+        )
+        assert stats(client)["hits"] == 9
+    assert scheduler.metric("todo_beat_sent_total", task=FLUSH_HIT_COUNTS) >= 5
+
+
+def test_scheduler_metrics_health_and_clean_exit(stack: Stack) -> None:
+    scheduler = stack.scheduler(TODO_FLUSH_INTERVAL="1")
+    assert wait_until(lambda: scheduler.metric("todo_beat_sent_total") >= 2, 20), scheduler.log()
+    last_tick = scheduler.metric("todo_beat_last_tick_timestamp_seconds")
+    assert time.time() - 10 < last_tick <= time.time() + 1
+    sent = scheduler.metric("celery_task_sent_total", name=FLUSH_HIT_COUNTS)
+    assert sent >= 2
+
+    health = scheduler.metrics_url + "/healthz"
+    import httpx
+
+    response = httpx.get(health)
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+    assert scheduler.stop(signal.SIGTERM, timeout=15) == 0, scheduler.log()
+    state = stack.folder / "state"
+    assert any(path.name.startswith("beat-schedule") for path in state.iterdir())
+
+
+def test_scheduler_imports_no_worker_code() -> None:
+    probe = (
+        "import sys; from todo_scheduler import main, schedule, beat; "
+        "print(sorted(m for m in sys.modules if m.startswith('todo_worker')))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

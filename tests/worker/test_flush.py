@@ -1,0 +1,124 @@
+"""Hit counts reach the database once and only once, through a real worker."""
+
+from __future__ import annotations
+
+import signal
+
+from tests.support import wait_until
+from tests.stack import Stack, new_todo, stats, view
+from todo_common.celery_app import FLUSH_HIT_COUNTS
+
+
+def test_views_are_flushed_exactly_once(stack: Stack) -> None:
+    worker = stack.worker()
+    with stack.user_client() as client:
+        first, second = new_todo(client), new_todo(client)
+        view(client, first, 7)
+        view(client, second, 3)
+        assert stats(client)["hits"] == 0  # nothing flushed yet
+
+        stack.flush(worker)
+        assert stats(client) == {
+            "todos": 2,
+            "hits": 10,
+            "most_viewed": [{"url": first, "hits": 7}, {"url": second, "hits": 3}],
+        }
+        stack.flush(worker)  # nothing new to move
+        assert stats(client)["hits"] == 10
+
+        view(client, second, 5)
+        stack.flush(worker)
+        assert stats(client)["most_viewed"] == [
+            {"url": second, "hits": 8},
+            {"url": first, "hits": 7},
+        ]
+
+
+def test_failed_and_foreign_gets_count_nothing(stack: Stack) -> None:
+    worker = stack.worker()
+    with stack.user_client() as owner, stack.user_client() as stranger:
+        url = new_todo(owner)
+        view(owner, url, 2)
+        assert stranger.get(url).status_code == 404
+        assert owner.get(url.rsplit("/", 1)[0] + "/999999999").status_code == 404
+        assert owner.head(url).status_code == 200  # HEAD is not a view
+        stack.flush(worker)
+        assert stats(owner)["hits"] == 2
+        assert stats(stranger) == {"todos": 0, "hits": 0, "most_viewed": []}
+
+
+def _killed_mid_flush(stack: Stack, stage: str) -> None:
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 11)
+        paused = stack.worker(TODO_TEST_PAUSE_FLUSH_AT=stage, TODO_TEST_PAUSE_SECONDS="60")
+        stack.send()
+        assert wait_until(lambda: "flush paused for a test" in paused.log(), 20), paused.log()
+        paused.kill()  # SIGKILL, main process and pool child alike
+
+        view(client, url, 4)  # hits keep arriving while no worker runs
+        worker = stack.worker()
+        stack.flush(worker)
+        assert stats(client)["hits"] == 15
+        stack.flush(worker)
+        assert stats(client)["hits"] == 15
+
+
+def test_kill_after_claiming_loses_nothing(stack: Stack) -> None:
+    _killed_mid_flush(stack, "claimed")
+
+
+def test_kill_after_applying_counts_nothing_twice(stack: Stack) -> None:
+    _killed_mid_flush(stack, "applied")
+
+
+def test_sigterm_lets_the_running_flush_finish(stack: Stack) -> None:
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 6)
+        worker = stack.worker(TODO_TEST_PAUSE_FLUSH_AT="claimed", TODO_TEST_PAUSE_SECONDS="3")
+        stack.send()
+        assert wait_until(lambda: "flush paused for a test" in worker.log(), 20), worker.log()
+        assert worker.stop(signal.SIGTERM, timeout=30) == 0, worker.log()
+        assert stats(client)["hits"] == 6
+    assert any(
+        record.get("event") == "hit counts flushed" and record.get("hits") == 6
+        for record in worker.records()
+    ), worker.log()
+
+
+def test_metrics_count_successes_and_failures(stack: Stack) -> None:
+    worker = stack.worker()
+    assert worker.metric("celery_worker_up") == 1
+    assert worker.metric("celery_task_failed_total") == 0
+    stack.flush(worker)
+    stack.flush(worker)
+    assert worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 2
+    assert worker.metric("celery_task_received_total", name=FLUSH_HIT_COUNTS) == 2
+    assert worker.metric("celery_task_runtime_seconds_count", name=FLUSH_HIT_COUNTS) == 2
+
+    stack.send(args=["unexpected"])  # the task takes no arguments: it fails
+    assert wait_until(lambda: worker.metric("celery_task_failed_total") == 1, 20), worker.log()
+    assert worker.metric("celery_task_failed_total", exception="TypeError") == 1
+    assert worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 2
+
+
+def test_a_task_logs_the_request_id_that_caused_it(stack: Stack) -> None:
+    # With a threshold of 1, the first view waiting asks for an early flush.
+    stack.restart_api(TODO_HITS_FLUSH_THRESHOLD="1")
+    worker = stack.worker()
+    with stack.user_client() as client:
+        url = new_todo(client)
+        response = client.get(url, headers={"X-Request-ID": "req-flush-0001"})
+        assert response.status_code == 200
+
+        def flushed_with_request_id() -> bool:
+            return any(
+                record.get("event") == "hit counts flushed"
+                and record.get("request_id") == "req-flush-0001"
+                and record.get("hits") == 1
+                for record in worker.records()
+            )
+
+        assert wait_until(flushed_with_request_id, 20), worker.log()
+        assert stats(client)["hits"] == 1
