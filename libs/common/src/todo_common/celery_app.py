@@ -57,6 +57,8 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(folders["processed"]),
             "control_folder": str(folders["control"]),
             "store_processed": False,
+            # The folder is polled; 1 s (the default) also slows the worker's shutdown.
+            "polling_interval": 0.2,
         }
     # Redis: our key prefix keeps several deployments (and test runs) apart on one server.
     return {

@@ -1,0 +1,77 @@
+"""`make run`: API, worker and scheduler together on SQLite and the filesystem broker (no Redis),
+stopped together by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import add_user, clean_env, free_port, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(180)
+def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
+    port = free_port()
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.sqlite3'}"
+    env = clean_env(
+        TODO_DATABASE_URL=database_url,
+        TODO_STATE_DIR=str(tmp_path / "state"),
+        TODO_FLUSH_INTERVAL="2",
+        TODO_LOG_FORMAT="json",
+        BIND=f"127.0.0.1:{port}",
+        WORKER_METRICS_PORT=str(free_port()),
+        SCHEDULER_METRICS_PORT=str(free_port()),
+    )
+    log_path = tmp_path / "make-run.log"
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")
+
+    try:
+
+        def serving() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(serving, 90), log()
+        add_user(database_url, "runner", "pass phrase")
+        todos = httpx.get(f"http://127.0.0.1:{port}/api/v1.0/todos/", auth=("runner", "pass phrase"))
+        assert todos.status_code == 200
+
+        # The scheduler's flush reaches the worker through the filesystem broker.
+        assert wait_until(lambda: "nothing to flush" in log(), 30), log()
+        assert (tmp_path / "state" / "broker" / "queue").is_dir()
+    finally:
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's group
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert wait_until(lambda: not _group_alive(process.pid), 30), log()
+    assert "worker: Warm shutdown" in log()
