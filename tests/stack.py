@@ -29,7 +29,9 @@ class Stack:
     services: list[ServiceProcess] = field(default_factory=list)
 
     def settings(self) -> Settings:
-        return Settings(**{name.removeprefix("TODO_").lower(): value for name, value in self.env.items()})
+        return Settings(
+            **{name.removeprefix("TODO_").lower(): value for name, value in self.env.items()}
+        )
 
     def restart_api(self, **env: str) -> None:
         """Replace the API with one on the same database and key prefix, plus `env`."""

@@ -21,6 +21,16 @@ def test_defaults_match_the_design(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (settings.token_ttl, settings.trusted_proxies, settings.flush_interval) == (3600, 0, 60)
     assert settings.use_token_auth is False and settings.use_rate_limits is False
     assert settings.env == "development"
+    assert settings.broker == "filesystem://localhost/"  # no Redis: the local folder broker
+    assert str(settings.state_dir) == ".todo-state"
+
+
+def test_the_broker_follows_redis_unless_set() -> None:
+    assert Settings(redis_url="redis://r:6379/0").broker == "redis://r:6379/0"
+    assert (
+        Settings(redis_url="redis://r:6379/0", broker_url="redis://b:6379/1").broker
+        == "redis://b:6379/1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -42,11 +52,17 @@ def test_rate_limit_forms(text: str, limit: int, period: int) -> None:
         ({"TODO_ENV": "production"}, "TODO_SECRET_KEY"),
         ({"TODO_ENV": "production", "TODO_SECRET_KEY": "short"}, "TODO_SECRET_KEY"),
         ({"TODO_LOG_LEVEL": "chatty"}, "TODO_LOG_LEVEL"),
+        ({"TODO_HITS_FLUSH_THRESHOLD": "0"}, "TODO_HITS_FLUSH_THRESHOLD"),
+        ({"TODO_FLUSH_INTERVAL": "-1"}, "TODO_FLUSH_INTERVAL"),
+        ({"TODO_ENV": "development", "TODO_TEST_PAUSE_FLUSH_AT": "claimed"}, "TEST_PAUSE"),
     ],
 )
-def test_bad_values_stop_the_process_with_one_line(env: dict[str, str], named: str) -> None:
+@pytest.mark.parametrize("command", ["todo-api", "todo-worker", "todo-scheduler"])
+def test_bad_values_stop_the_process_with_one_line(
+    env: dict[str, str], named: str, command: str
+) -> None:
     result = subprocess.run(
-        [str(BIN / "todo-api"), "--bind", "127.0.0.1:1"],
+        [str(BIN / command)],
         env=clean_env(**env),
         capture_output=True,
         text=True,

@@ -60,7 +60,9 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
 
         assert wait_until(serving, 90), log()
         add_user(database_url, "runner", "pass phrase")
-        todos = httpx.get(f"http://127.0.0.1:{port}/api/v1.0/todos/", auth=("runner", "pass phrase"))
+        todos = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1.0/todos/", auth=("runner", "pass phrase")
+        )
         assert todos.status_code == 200
 
         # The scheduler's flush reaches the worker through the filesystem broker.

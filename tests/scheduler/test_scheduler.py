@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from tests.support import wait_until
 from tests.stack import Stack, new_todo, stats, view
+from tests.support import wait_until
 from todo_common.celery_app import FLUSH_HIT_COUNTS
 
 
@@ -25,8 +25,9 @@ def test_scheduled_flushes_move_hits_without_double_counting(stack: Stack) -> No
         # Several more ticks, each sending a flush: nothing is added twice.
         flushes = worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS)
         assert wait_until(
-            lambda: worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS)
-            >= flushes + 3,
+            lambda: (
+                worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) >= flushes + 3
+            ),
             20,
         )
         assert stats(client)["hits"] == 9

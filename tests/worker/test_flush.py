@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import signal
 
-from tests.support import wait_until
 from tests.stack import Stack, new_todo, stats, view
-from todo_common.celery_app import FLUSH_HIT_COUNTS
+from tests.support import wait_until
+from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS
 
 
 def test_views_are_flushed_exactly_once(stack: Stack) -> None:
@@ -96,6 +96,9 @@ def test_metrics_count_successes_and_failures(stack: Stack) -> None:
     assert worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 2
     assert worker.metric("celery_task_received_total", name=FLUSH_HIT_COUNTS) == 2
     assert worker.metric("celery_task_runtime_seconds_count", name=FLUSH_HIT_COUNTS) == 2
+
+    stack.send(CLEANUP)
+    assert wait_until(lambda: worker.metric("celery_task_succeeded_total", name=CLEANUP) == 1, 20)
 
     stack.send(args=["unexpected"])  # the task takes no arguments: it fails
     assert wait_until(lambda: worker.metric("celery_task_failed_total") == 1, 20), worker.log()

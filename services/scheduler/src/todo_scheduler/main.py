@@ -6,6 +6,7 @@ and a liveness `/healthz` are served on TODO_METRICS_PORT (default 9102).
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 
 from todo_common.logs import configure_logging
@@ -19,6 +20,7 @@ MAX_SLEEP_SECONDS = 5.0
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings()  # a bad value exits here with one line
+    signal.signal(signal.SIGTERM, exit_before_start)
     prepare_multiprocess_dir("scheduler")  # before prometheus_client is imported anywhere
     configure_logging(settings, "scheduler")
 
@@ -51,3 +53,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         quiet=True,
     )
     beat.run()
+
+
+def exit_before_start(_signum: int, _frame: object) -> None:
+    """SIGTERM before Celery installs its own handler: nothing runs yet, so just exit cleanly."""
+    raise SystemExit(0)

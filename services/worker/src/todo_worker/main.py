@@ -7,6 +7,7 @@ TODO_METRICS_PORT (default 9101).
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -21,6 +22,7 @@ HEARTBEAT_MAX_AGE = 60.0
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = load_settings()  # a bad value exits here with one line
+    signal.signal(signal.SIGTERM, exit_before_start)
     prepare_multiprocess_dir("worker")  # before prometheus_client is imported anywhere
     configure_logging(settings, "worker")
 
@@ -48,3 +50,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             *arguments,
         ]
     )
+
+
+def exit_before_start(_signum: int, _frame: object) -> None:
+    """SIGTERM before Celery installs its own handler: nothing runs yet, so just exit cleanly."""
+    raise SystemExit(0)
