@@ -24,6 +24,16 @@ def test_healthz_follows_the_heartbeat() -> None:
         assert stale.status_code == 503
         assert stale.json()["status"] == "stale"
 
+        heartbeat.busy_for(30)  # a task runs in this process: waiting, not wedged
+        busy = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert (busy.status_code, busy.json()["status"]) == (200, "busy with a task")
+        heartbeat.idle()
+        heartbeat.excuse = lambda: "broker unreachable"  # a restart would not help
+        excused = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        assert (excused.status_code, excused.json()["status"]) == (200, "broker unreachable")
+        heartbeat.excuse = None
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 503
+
         heartbeat.beat()
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
 

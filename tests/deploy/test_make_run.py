@@ -4,8 +4,10 @@ stopped together by Ctrl-C."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -14,14 +16,20 @@ import pytest
 from tests.support import add_user, clean_env, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+INTERVAL = 2
 
 
-def _group_alive(pgid: int) -> bool:
+def _alive(pid: int) -> bool:
     try:
-        os.killpg(pgid, 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     return True
+
+
+def _started_pids(log: str) -> dict[str, int]:
+    """honcho's "api.1 started (pid=123)" lines: each service runs in a session of its own."""
+    return {name: int(pid) for name, pid in re.findall(r"(\w+)\.1 started \(pid=(\d+)\)", log)}
 
 
 @pytest.mark.timeout(180)
@@ -31,7 +39,7 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
     env = clean_env(
         TODO_DATABASE_URL=database_url,
         TODO_STATE_DIR=str(tmp_path / "state"),
-        TODO_FLUSH_INTERVAL="2",
+        TODO_FLUSH_INTERVAL=str(INTERVAL),
         TODO_LOG_FORMAT="json",
         BIND=f"127.0.0.1:{port}",
         WORKER_METRICS_PORT=str(free_port()),
@@ -59,14 +67,17 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
                 return False
 
         assert wait_until(serving, 90), log()
+        serving_since = time.monotonic()
         add_user(database_url, "runner", "pass phrase")
         todos = httpx.get(
             f"http://127.0.0.1:{port}/api/v1.0/todos/", auth=("runner", "pass phrase")
         )
         assert todos.status_code == 200
 
-        # The scheduler's flush reaches the worker through the filesystem broker.
-        assert wait_until(lambda: "nothing to flush" in log(), 30), log()
+        # The scheduler's flush reaches the worker through the filesystem broker, within one
+        # interval of all three running (plus the worker's start-up, which overlaps the API's).
+        assert wait_until(lambda: "nothing to flush" in log(), INTERVAL + 10), log()
+        assert time.monotonic() - serving_since < INTERVAL + 10
         assert (tmp_path / "state" / "broker" / "queue").is_dir()
     finally:
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does to the terminal's group
@@ -75,5 +86,8 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             raise
-    assert wait_until(lambda: not _group_alive(process.pid), 30), log()
+    pids = _started_pids(log())
+    assert set(pids) == {"api", "worker", "scheduler"}, log()
+    for name, pid in pids.items():
+        assert wait_until(lambda pid=pid: not _alive(pid), 30), f"{name} still runs:\n{log()}"
     assert "worker: Warm shutdown" in log()

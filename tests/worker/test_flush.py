@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+
+import httpx
+import pytest
 
 from tests.stack import Stack, new_todo, stats, view
-from tests.support import wait_until
+from tests.support import BIN, clean_env, wait_until
 from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS
 
 
@@ -95,7 +99,10 @@ def test_metrics_count_successes_and_failures(stack: Stack) -> None:
     stack.flush(worker)
     assert worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 2
     assert worker.metric("celery_task_received_total", name=FLUSH_HIT_COUNTS) == 2
-    assert worker.metric("celery_task_runtime_seconds_count", name=FLUSH_HIT_COUNTS) == 2
+    # task_postrun (which times the task) comes just after task_success.
+    assert wait_until(
+        lambda: worker.metric("celery_task_runtime_seconds_count", name=FLUSH_HIT_COUNTS) == 2, 10
+    )
 
     stack.send(CLEANUP)
     assert wait_until(lambda: worker.metric("celery_task_succeeded_total", name=CLEANUP) == 1, 20)
@@ -106,9 +113,12 @@ def test_metrics_count_successes_and_failures(stack: Stack) -> None:
     assert worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 2
 
 
-def test_a_task_logs_the_request_id_that_caused_it(stack: Stack) -> None:
-    # With a threshold of 1, the first view waiting asks for an early flush.
-    stack.restart_api(TODO_HITS_FLUSH_THRESHOLD="1")
+@pytest.mark.parametrize("rate_limits", [False, True], ids=["unlimited", "limited"])
+def test_a_task_logs_the_request_id_that_caused_it(stack: Stack, rate_limits: bool) -> None:
+    # With a threshold of 1, the first view waiting asks for an early flush (with rate limits
+    # on, the limiter's script is the one that counts the view and decides).
+    limits = {"TODO_USE_RATE_LIMITS": "true", "TODO_RATE_LIMIT": "1000/60s"} if rate_limits else {}
+    stack.restart_api(TODO_HITS_FLUSH_THRESHOLD="1", **limits)
     worker = stack.worker()
     with stack.user_client() as client:
         url = new_todo(client)
@@ -125,3 +135,70 @@ def test_a_task_logs_the_request_id_that_caused_it(stack: Stack) -> None:
 
         assert wait_until(flushed_with_request_id, 20), worker.log()
         assert stats(client)["hits"] == 1
+
+
+def test_rate_limited_views_are_flushed_exactly(stack: Stack) -> None:
+    """The limiter's path: views counted in advance, failures taken back, 429s never counted."""
+    stack.restart_api(TODO_USE_RATE_LIMITS="true", TODO_RATE_LIMIT="12/60s")
+    worker = stack.worker()
+    with stack.user_client() as owner, stack.user_client() as stranger:
+        url = new_todo(owner)  # request 1 of the owner's 12
+        view(owner, url, 8)  # 2-9
+        assert stranger.get(url).status_code == 404  # taken back
+        assert owner.get(url.rsplit("/", 1)[0] + "/987654321").status_code == 404  # 10
+        statuses = [owner.get(url).status_code for _ in range(4)]  # 11, 12, then over
+        assert statuses == [200, 200, 429, 429]
+        stack.flush(worker)
+        assert stats(stranger) == {"todos": 0, "hits": 0, "most_viewed": []}
+    # The owner's own /stats would be rate limited now: read it as a fresh API would.
+    stack.restart_api()
+    with stack.api.client(auth=_owner_auth(owner)) as client:
+        assert stats(client)["hits"] == 10
+
+
+def _owner_auth(client: httpx.Client) -> httpx.Auth:
+    assert client.auth is not None
+    return client.auth
+
+
+def test_prefork_children_are_summed_and_run_concurrently(stack: Stack) -> None:
+    worker = stack.worker(
+        "--concurrency", "2", TODO_TEST_PAUSE_FLUSH_AT="claimed", TODO_TEST_PAUSE_SECONDS="2"
+    )
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 3)
+        stack.send()  # one child claims and pauses
+        assert wait_until(lambda: "flush paused for a test" in worker.log(), 20), worker.log()
+        view(client, url, 4)
+        stack.send()  # the other child takes this one meanwhile
+        assert wait_until(
+            lambda: worker.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 2, 30
+        ), worker.log()
+        assert stats(client)["hits"] == 7
+    pids = {
+        record["pid"] for record in worker.records() if record.get("event") == "hit counts flushed"
+    }
+    assert len(pids) == 2  # two children, one metrics endpoint
+
+
+def test_solo_pool_works_and_other_pools_are_refused(stack: Stack) -> None:
+    worker = stack.worker("--pool", "solo")
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 2)
+        stack.flush(worker)
+        assert stats(client)["hits"] == 2
+    assert worker.stop(signal.SIGTERM) == 0, worker.log()
+
+    refused = subprocess.run(
+        [str(BIN / "todo-worker"), "--pool", "threads"],
+        env=clean_env(**stack.env),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode != 0
+    assert refused.stderr.strip().splitlines() == [
+        "todo-worker: --pool threads is not supported (use prefork or solo)"
+    ]

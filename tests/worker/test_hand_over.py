@@ -106,7 +106,7 @@ async def test_an_applied_batch_left_in_redis_is_forgotten_not_reapplied(rig: Ri
 
 
 async def test_counts_for_missing_or_foreign_todos_are_dropped(rig: Rig) -> None:
-    owner, (kept, deleted) = await rig.add_todos("carol", 2)
+    owner, (kept, deleted, unviewed) = await rig.add_todos("carol", 3)
     stranger, _ = await rig.add_todos("dave", 0)
     await rig.hit(owner, kept, 2)
     await rig.hit(owner, deleted, 5)
@@ -119,6 +119,7 @@ async def test_counts_for_missing_or_foreign_todos_are_dropped(rig: Rig) -> None
     assert await rig.hits() == {kept: 2}
 
     await rig.hit(owner, kept, -5)  # taken-back views never take a count below zero
+    await rig.hit(owner, unviewed, -1)  # nor create one
     await rig.flusher.flush()
     assert await rig.hits() == {kept: 0}
 

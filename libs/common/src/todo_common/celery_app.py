@@ -5,9 +5,12 @@ Tasks are referred to by name (`FLUSH_HIT_COUNTS`, `CLEANUP`); only the worker d
 the scheduler and the API send them with `send_task`, importing no worker code.
 
 Delivery: `task_acks_late` + `task_reject_on_worker_lost` mean a task whose worker dies is
-delivered again, which is safe because every task is idempotent. A task may run for at most
-`TASK_TIME_LIMIT` seconds, well inside the broker's visibility timeout, so a task that is merely
-slow is never handed to a second worker while the first still runs it.
+delivered again, which is safe because every task is idempotent. A task's work is cancelled inside
+its event loop after `TASK_DEADLINE` seconds (its transaction rolls back); a child still busy at
+`TASK_TIME_LIMIT` is killed and replaced. Both are well inside the broker's visibility timeout, so
+a task that is merely slow is never handed to a second worker while the first still runs it.
+(Celery's soft time limit is not used: its exception, raised from a signal handler, would tear
+through the event loop and leave the task's coroutine half-run.)
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from celery.signals import after_task_publish, setup_logging
@@ -27,7 +31,7 @@ FLUSH_HIT_COUNTS = "todo.flush_hit_counts"
 CLEANUP = "todo.cleanup"
 TASK_ROUTES = {FLUSH_HIT_COUNTS: {"queue": QUEUE}, CLEANUP: {"queue": QUEUE}}
 
-TASK_SOFT_TIME_LIMIT = 240
+TASK_DEADLINE = 240
 TASK_TIME_LIMIT = 300
 VISIBILITY_TIMEOUT = 900
 # The message header that carries the X-Request-ID of the request that caused a task.
@@ -85,7 +89,6 @@ def create_celery(settings: Settings, main: str = "todo") -> Celery:
         task_routes=TASK_ROUTES,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        task_soft_time_limit=TASK_SOFT_TIME_LIMIT,
         task_time_limit=TASK_TIME_LIMIT,
         worker_prefetch_multiplier=1,
         worker_cancel_long_running_tasks_on_connection_loss=True,
@@ -107,3 +110,16 @@ def _count_sent(sender: str | None = None, routing_key: str | None = None, **_: 
 @setup_logging.connect(dispatch_uid="todo.keep_our_logging")
 def _keep_our_logging(**_: Any) -> None:
     """A receiver here stops Celery from replacing the logging `todo_common.logs` set up."""
+
+
+def broker_unreachable(settings: Settings) -> str | None:
+    """'broker unreachable' when a network broker does not accept a connection, else None."""
+    url = urlsplit(settings.broker)
+    if url.scheme not in ("redis", "rediss", "amqp", "amqps") or not url.hostname:
+        return None
+    default_port = 5672 if url.scheme.startswith("amqp") else 6379
+    try:
+        with socket.create_connection((url.hostname, url.port or default_port), timeout=1):
+            return None
+    except OSError:
+        return "broker unreachable"

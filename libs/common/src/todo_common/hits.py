@@ -18,21 +18,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Adds one hit; returns the number of todos waiting when this hit was the todo's first, else 0,
-# so exactly one request sees the pending hash reach a given size.
-COUNT_HIT_LUA = """
-local function count_hit(pending, field, delta)
-  local value = redis.call('HINCRBY', pending, field, delta)
-  if delta > 0 and value == delta then return redis.call('HLEN', pending) end
+# A flush asked for early stays asked for this long (or until a flush claims the pending hits).
+FLUSH_REQUEST_TTL_SECONDS = 60
+
+# Adds `delta` hits. Returns 1 when this call should ask for an early flush: at least `threshold`
+# todos have hits waiting and no flush was asked for recently (the flag, set here with SET NX,
+# means exactly one caller asks); else 0.
+COUNT_HIT_LUA = f"""
+local function count_hit(pending, flag, field, delta, threshold)
+  redis.call('HINCRBY', pending, field, delta)
+  if delta > 0 and redis.call('HLEN', pending) >= threshold
+     and redis.call('SET', flag, '1', 'NX', 'EX', {FLUSH_REQUEST_TTL_SECONDS}) then
+    return 1
+  end
   return 0
 end
 """
 
-# KEYS[1] pending hash; ARGV[1] field; ARGV[2] delta (+1 to count, -1 to take a hit back).
-COUNT_SCRIPT = COUNT_HIT_LUA + "return count_hit(KEYS[1], ARGV[1], tonumber(ARGV[2]))"
+# KEYS[1] pending hash, KEYS[2] flush-requested flag; ARGV[1] field, ARGV[2] delta (+1 counts a
+# view, -1 takes one back), ARGV[3] threshold.
+COUNT_SCRIPT = (
+    COUNT_HIT_LUA
+    + "return count_hit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))"
+)
 
-# KEYS[1] pending hash, KEYS[2] batch hash, KEYS[3] open-batches set; ARGV[1] batch id.
+# KEYS[1] pending hash, KEYS[2] batch hash, KEYS[3] open-batches set, KEYS[4] flush-requested
+# flag; ARGV[1] batch id. Clearing the flag lets the next crowd of waiting todos ask again.
 CLAIM_SCRIPT = """
+redis.call('DEL', KEYS[4])
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('SADD', KEYS[3], ARGV[1])
@@ -56,6 +69,10 @@ class HitKeys:
     @property
     def pending(self) -> str:
         return f"{self.prefix}hits:pending"
+
+    @property
+    def flush_requested(self) -> str:
+        return f"{self.prefix}hits:flush-requested"
 
     @property
     def open_batches(self) -> str:

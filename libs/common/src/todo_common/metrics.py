@@ -15,6 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,27 +54,49 @@ def render_metrics() -> tuple[bytes, str]:
 
 
 class Heartbeat:
-    """The time a process's main loop last proved it was turning, for a cheap liveness probe."""
+    """The time a process's main loop last proved it was turning, for a cheap liveness probe.
 
-    def __init__(self, max_age: float) -> None:
+    A stale heartbeat is excused (the process is waiting, not wedged, so a restart would not help)
+    while the process says it is busy with a task, or while `excuse()` names a reason, such as
+    the broker being unreachable.
+    """
+
+    def __init__(self, max_age: float, excuse: Callable[[], str | None] | None = None) -> None:
         self.max_age = max_age
+        self.excuse = excuse
         self._last = time.monotonic()
+        self._busy_until = 0.0
 
     def beat(self) -> None:
         self._last = time.monotonic()
 
+    def busy_for(self, seconds: float) -> None:
+        self._busy_until = time.monotonic() + seconds
+
+    def idle(self) -> None:
+        self._busy_until = 0.0
+
     def age(self) -> float:
         return time.monotonic() - self._last
 
-    def is_fresh(self) -> bool:
-        return self.age() <= self.max_age
+    def status(self) -> tuple[bool, str]:
+        """(alive, why): fresh, or excused, or stale."""
+        if self.age() <= self.max_age:
+            return True, "ok"
+        if time.monotonic() < self._busy_until:
+            return True, "busy with a task"
+        reason = self.excuse() if self.excuse is not None else None
+        if reason:
+            return True, reason
+        return False, "stale"
 
 
 def start_metrics_server(port: int, heartbeat: Heartbeat, host: str = "0.0.0.0") -> Any:  # noqa: S104
     """Serve `/metrics` and `/healthz` from a daemon thread; returns the server.
 
-    `/healthz` answers 200 while `heartbeat` is fresh and 503 once it is stale, so Kubernetes can
-    restart a wedged process with an HTTP probe instead of starting Python for every check.
+    `/healthz` answers 200 while `heartbeat` is fresh (or excused) and 503 once it is stale, so
+    Kubernetes can restart a wedged process with an HTTP probe instead of starting Python for
+    every check.
     """
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -84,10 +107,9 @@ def start_metrics_server(port: int, heartbeat: Heartbeat, host: str = "0.0.0.0")
                 body, content_type = render_metrics()
                 self._send(200, body, content_type)
             elif path == "/healthz":
-                age = round(heartbeat.age(), 1)
-                fresh = heartbeat.is_fresh()
-                status = {"status": "ok" if fresh else "stale", "heartbeat_age": age}
-                self._send(200 if fresh else 503, json.dumps(status).encode(), "application/json")
+                alive, why = heartbeat.status()
+                status = {"status": why, "heartbeat_age": round(heartbeat.age(), 1)}
+                self._send(200 if alive else 503, json.dumps(status).encode(), "application/json")
             else:
                 self._send(404, b'{"status": 404, "error": "not found"}', "application/json")
 

@@ -24,7 +24,7 @@ from todo_api.auth import (
 )
 from todo_api.errors import APIError
 from todo_api.hits import hit_counter
-from todo_api.ratelimit import RateLimiter, WindowState
+from todo_api.ratelimit import RateLimiter, ViewKeys, WindowState
 
 LIMITER = "todo.rate_limiter"
 # The endpoint whose successful GETs count as views of a todo.
@@ -56,11 +56,12 @@ async def admit(authenticator: Authenticator = authenticate, password_only: bool
         identity = f"user:{principal.user_id}" if principal else address
         state = await limiter.hit(identity, _view_to_count(principal))
         g.rate_limit = state
-        if state is not None and state.views_waiting is not None:
+        if state is not None and state.view_counted:
             g.view_counted = True
-            counter = hit_counter(current_app)
-            assert counter is not None
-            counter.counted(state.views_waiting)
+            if state.flush_wanted:
+                counter = hit_counter(current_app)
+                assert counter is not None
+                counter.request_flush()
         if state is not None and state.exceeded:
             raise _too_many(limiter, state)
     if principal is None:
@@ -68,14 +69,14 @@ async def admit(authenticator: Authenticator = authenticate, password_only: bool
     g.principal = principal
 
 
-def _view_to_count(principal: Principal | None) -> tuple[str, str] | None:
+def _view_to_count(principal: Principal | None) -> ViewKeys | None:
     """The hit a GET of a todo counts in advance, with its rate limit, in one round trip."""
     counter = hit_counter(current_app)
     if counter is None or principal is None or request.method != "GET":
         return None
     if request.endpoint != VIEW_ENDPOINT or not request.view_args:
         return None
-    return counter.view_key(principal.user_id, int(request.view_args["todo_id"]))
+    return counter.view_keys(principal.user_id, int(request.view_args["todo_id"]))
 
 
 async def require_user() -> None:

@@ -3,9 +3,9 @@ flush into the database (`todo_common.hits` has the hand-over).
 
 One Redis round trip per view: with rate limits on, the limiter's script counts the view in
 advance (`RateLimiter.hit`), and the view is taken back if the GET then fails; without them, the
-view is counted after the GET succeeded. When the number of todos with waiting hits reaches
-TODO_HITS_FLUSH_THRESHOLD, the request that got there asks the worker for an early flush (carrying
-its request id), which bounds Redis memory between the scheduler's flushes. Redis being down
+view is counted after the GET succeeded. When TODO_HITS_FLUSH_THRESHOLD todos or more have hits
+waiting, one request (a flag in Redis picks it) asks the worker for an early flush, carrying its
+request id; this bounds Redis memory between the scheduler's flushes. Redis being down
 loses the hits of that time and nothing else (fail open).
 """
 
@@ -20,7 +20,7 @@ from quart import Quart, current_app, g, request
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from todo_api.ratelimit import FailOpen
+from todo_api.ratelimit import FailOpen, ViewKeys
 from todo_api.resources import Redis
 from todo_common.celery_app import FLUSH_HIT_COUNTS, REQUEST_ID_HEADER, create_celery
 from todo_common.hits import COUNT_SCRIPT, HitKeys, hit_field
@@ -43,9 +43,14 @@ class HitCounter:
     def init_app(self, app: Quart) -> None:
         app.extensions[HITS] = self
 
-    def view_key(self, owner_id: int, todo_id: int) -> tuple[str, str]:
-        """The (pending hash, field) a view of this todo by its owner increments."""
-        return self.keys.pending, hit_field(owner_id, todo_id)
+    def view_keys(self, owner_id: int, todo_id: int) -> ViewKeys:
+        """What a view of this todo by its owner increments and checks."""
+        return ViewKeys(
+            self.keys.pending,
+            self.keys.flush_requested,
+            hit_field(owner_id, todo_id),
+            self.threshold,
+        )
 
     async def count(self, owner_id: int, todo_id: int, delta: int = 1) -> None:
         """Add `delta` hits (-1 takes back one counted in advance)."""
@@ -55,20 +60,22 @@ class HitCounter:
             return
         if self._script is None:
             self._script = client.register_script(COUNT_SCRIPT)
-        key, field = self.view_key(owner_id, todo_id)
+        view = self.view_keys(owner_id, todo_id)
         try:
-            waiting = await self._script(keys=[key], args=[field, delta])
+            flush_wanted = await self._script(
+                keys=[view.pending, view.flag], args=[view.field, delta, view.threshold]
+            )
         except (RedisError, OSError) as error:
             self.fail_open.record(error)
             return
-        self.counted(int(waiting))
+        if flush_wanted:
+            self.request_flush()
 
-    def counted(self, waiting: int) -> None:
-        """After a view was counted: ask for an early flush if this one reached the threshold."""
-        if waiting == self.threshold:
-            current_app.add_background_task(self._request_flush, g.request_id, waiting)
+    def request_flush(self) -> None:
+        """Ask the worker for a flush, after the response (the script chose this request)."""
+        current_app.add_background_task(self._send_flush, g.request_id)
 
-    async def _request_flush(self, request_id: str, waiting: int) -> None:
+    async def _send_flush(self, request_id: str) -> None:
         # Celery's publisher blocks on the network, so it runs off the event loop.
         try:
             await asyncio.to_thread(
@@ -80,7 +87,7 @@ class HitCounter:
         except Exception as error:  # the scheduler's next flush does the work anyway
             log.warning("could not ask for an early flush", error=str(error))
         else:
-            log.info("asked for an early flush", request_id=request_id, todos_waiting=waiting)
+            log.info("asked for an early flush", request_id=request_id, threshold=self.threshold)
 
 
 def hit_counter(app: Quart) -> HitCounter | None:

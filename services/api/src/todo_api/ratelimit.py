@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -32,8 +33,9 @@ REDIS_FAILURES = Counter(
 )
 
 # KEYS[1] counter; ARGV[1] window in ms. PTTL < 0 covers a new key and one that lost its expiry.
-# With KEYS[2] (pending hits), ARGV[2] (limit) and ARGV[3] (field), a request within the limit
-# also counts its view; the third value is then the count_hit result, else -1.
+# With KEYS[2] (pending hits), KEYS[3] (flush-requested flag), ARGV[2] (limit), ARGV[3] (field)
+# and ARGV[4] (threshold), a request within the limit also counts its view; the third value is
+# then count_hit's result (1: ask for an early flush, 0: don't), else -1 (no view counted).
 _HIT_SCRIPT = (
     COUNT_HIT_LUA
     + """
@@ -43,11 +45,11 @@ if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
   ttl = tonumber(ARGV[1])
 end
-local waiting = -1
+local view = -1
 if KEYS[2] and count <= tonumber(ARGV[2]) then
-  waiting = count_hit(KEYS[2], ARGV[3], 1)
+  view = count_hit(KEYS[2], KEYS[3], ARGV[3], 1, tonumber(ARGV[4]))
 end
-return {count, ttl, waiting}
+return {count, ttl, view}
 """
 )
 
@@ -63,14 +65,26 @@ _LOG_EVERY_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
+class ViewKeys:
+    """What counting one view of a todo needs (see `todo_api.hits.HitCounter.view_keys`)."""
+
+    pending: str
+    flag: str
+    field: str
+    threshold: int
+
+
+@dataclass(frozen=True)
 class WindowState:
     limit: int
     remaining: int
     reset_at: int  # UTC epoch seconds
     retry_after: int  # seconds until the window ends
     exceeded: bool
-    # When a view was counted with the hit: how many todos had hits waiting (see todo_api.hits).
-    views_waiting: int | None = None
+    # Whether the request's view of a todo was counted with it, and whether that view should
+    # ask for an early flush (see todo_api.hits).
+    view_counted: bool = False
+    flush_wanted: bool = False
 
     def headers(self) -> dict[str, str]:
         headers = {
@@ -112,7 +126,7 @@ class RateLimiter:
         self._scripts: dict[str, AsyncScript] = {}
 
     async def _run(
-        self, source: str, identity: str, *args: int | str, view_key: str | None = None
+        self, source: str, identity: str, *args: int | str, view_keys: Sequence[str] = ()
     ) -> list[int] | None:
         """Run a script on `identity`'s counter; None when Redis is unavailable (fail open)."""
         client = self.redis.client
@@ -122,9 +136,7 @@ class RateLimiter:
         script = self._scripts.get(source)
         if script is None:
             script = self._scripts[source] = client.register_script(source)
-        keys = [self.redis.key("rl", identity)]
-        if view_key is not None:
-            keys.append(view_key)
+        keys = [self.redis.key("rl", identity), *view_keys]
         try:
             result = await script(keys=keys, args=list(args))
         except (RedisError, OSError) as error:
@@ -132,9 +144,7 @@ class RateLimiter:
             return None
         return [int(value) for value in result]
 
-    def _state(
-        self, count: int, ttl_ms: int, exceeded: bool, views_waiting: int | None = None
-    ) -> WindowState:
+    def _state(self, count: int, ttl_ms: int, exceeded: bool, view: int = -1) -> WindowState:
         ttl_ms = max(ttl_ms, 0)
         return WindowState(
             limit=self.rule.limit,
@@ -142,24 +152,23 @@ class RateLimiter:
             reset_at=math.ceil(time.time() + ttl_ms / 1000),
             retry_after=max(1, math.ceil(ttl_ms / 1000)),
             exceeded=exceeded,
-            views_waiting=views_waiting,
+            view_counted=view >= 0,
+            flush_wanted=view == 1,
         )
 
-    async def hit(self, identity: str, view: tuple[str, str] | None = None) -> WindowState | None:
-        """Count one request for `identity`, and the view `(pending key, field)` if given and
-        the request is within the limit; None when Redis is unavailable (fail open)."""
+    async def hit(self, identity: str, view: ViewKeys | None = None) -> WindowState | None:
+        """Count one request for `identity`, and the view if given and the request is within
+        the limit; None when Redis is unavailable (fail open)."""
         args: list[int | str] = [self.rule.period * 1000]
+        keys: list[str] = []
         if view is not None:
-            args += [self.rule.limit, view[1]]
-        result = await self._run(
-            _HIT_SCRIPT, identity, *args, view_key=view[0] if view is not None else None
-        )
+            keys = [view.pending, view.flag]
+            args += [self.rule.limit, view.field, view.threshold]
+        result = await self._run(_HIT_SCRIPT, identity, *args, view_keys=keys)
         if result is None:
             return None
-        count, ttl_ms, waiting = result
-        return self._state(
-            count, ttl_ms, count > self.rule.limit, waiting if waiting >= 0 else None
-        )
+        count, ttl_ms, view_result = result
+        return self._state(count, ttl_ms, count > self.rule.limit, view_result)
 
     async def peek(self, identity: str) -> WindowState | None:
         """`identity`'s window without counting; `exceeded` once its budget is spent."""

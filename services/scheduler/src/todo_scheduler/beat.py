@@ -19,7 +19,7 @@ LAST_TICK = Gauge(
 )
 TICKS = Counter("todo_beat_ticks_total", "Times the scheduler checked its schedule.")
 
-HEARTBEAT = Heartbeat(max_age=60.0)
+HEARTBEAT = Heartbeat(max_age=60.0)  # main() adds the broker-down excuse
 # Beat's heap keeps whole seconds, so just before an entry is due its tick returns ~0 again and
 # again; a floor on the sleep keeps that from spinning a core.
 MIN_SLEEP_SECONDS = 0.1

@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     prepare_multiprocess_dir("scheduler")  # before prometheus_client is imported anywhere
     configure_logging(settings, "scheduler")
 
-    from todo_common.celery_app import create_celery
+    from todo_common.celery_app import broker_unreachable, create_celery
     from todo_common.metrics import start_metrics_server
     from todo_scheduler.beat import HEARTBEAT, ObservedScheduler
     from todo_scheduler.schedule import beat_schedule
@@ -36,6 +36,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"todo-scheduler: TODO_STATE_DIR {settings.state_dir} is not writable: "
             f"{error.strerror or error}"
         ) from None
+    HEARTBEAT.excuse = lambda: broker_unreachable(settings)  # sending waits for the broker
     app = create_celery(settings, main="todo-scheduler")
     app.conf.beat_schedule = beat_schedule(settings)
     port = settings.metrics_port or DEFAULT_METRICS_PORT

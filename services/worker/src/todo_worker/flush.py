@@ -58,7 +58,12 @@ class HitFlusher:
         for batch_id in sorted(await self._open_batches()):
             await self._apply_and_forget(batch_id, report)
         batch_id = new_batch_id()
-        keys = [self.keys.pending, self.keys.batch(batch_id), self.keys.open_batches]
+        keys = [
+            self.keys.pending,
+            self.keys.batch(batch_id),
+            self.keys.open_batches,
+            self.keys.flush_requested,
+        ]
         if await self.redis.eval(CLAIM_SCRIPT, len(keys), *keys, batch_id):
             await self._pause_for_test("claimed")
             await self._apply_and_forget(batch_id, report)

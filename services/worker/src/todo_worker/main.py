@@ -16,8 +16,11 @@ from todo_common.metrics import Heartbeat, prepare_multiprocess_dir
 from todo_common.settings import load_settings
 
 DEFAULT_METRICS_PORT = 9101
-# The worker's timer beats every 5 s; a minute of silence means its main loop is stuck.
+# The worker's timer beats every 5 s; a minute of silence means its main loop is stuck (unless
+# it is running a task in-process, with --pool solo, or the broker is down).
 HEARTBEAT_MAX_AGE = 60.0
+# Pools that run tasks on threads or greenlets would share one event loop between tasks.
+SUPPORTED_POOLS = ("prefork", "solo")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -26,10 +29,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     prepare_multiprocess_dir("worker")  # before prometheus_client is imported anywhere
     configure_logging(settings, "worker")
 
+    from todo_common.celery_app import broker_unreachable
     from todo_common.metrics import start_metrics_server
     from todo_worker.app import create_worker_app
 
-    heartbeat = Heartbeat(HEARTBEAT_MAX_AGE)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    pool = _option(arguments, "--pool", "-P")
+    if pool is not None and pool not in SUPPORTED_POOLS:
+        raise SystemExit(f"todo-worker: --pool {pool} is not supported (use prefork or solo)")
+    heartbeat = Heartbeat(HEARTBEAT_MAX_AGE, excuse=lambda: broker_unreachable(settings))
     app = create_worker_app(settings, heartbeat)
     port = settings.metrics_port or DEFAULT_METRICS_PORT
     try:
@@ -38,7 +46,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(
             f"todo-worker: cannot serve metrics on port {port}: {error.strerror or error}"
         ) from None
-    arguments = list(sys.argv[1:] if argv is None else argv)
     app.worker_main(
         [
             "--quiet",  # no banner: every line on stderr is a log record
@@ -55,3 +62,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 def exit_before_start(_signum: int, _frame: object) -> None:
     """SIGTERM before Celery installs its own handler: nothing runs yet, so just exit cleanly."""
     raise SystemExit(0)
+
+
+def _option(arguments: list[str], long: str, short: str) -> str | None:
+    """The value of an option given as `--pool X`, `--pool=X`, `-P X` or `-PX`, if present."""
+    for index, argument in enumerate(arguments):
+        if argument in (long, short) and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if argument.startswith(f"{long}="):
+            return argument.split("=", 1)[1]
+        if (
+            argument.startswith(short)
+            and len(argument) > len(short)
+            and not argument.startswith("--")
+        ):
+            return argument[len(short) :]
+    return None

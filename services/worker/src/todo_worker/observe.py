@@ -27,7 +27,7 @@ from celery.signals import (
 )
 from prometheus_client import Counter, Gauge, Histogram
 
-from todo_common.celery_app import QUEUE, REQUEST_ID_HEADER
+from todo_common.celery_app import QUEUE, REQUEST_ID_HEADER, TASK_TIME_LIMIT
 from todo_common.metrics import Heartbeat
 
 HOSTNAME = socket.gethostname()
@@ -111,7 +111,17 @@ def _down(**_: Any) -> None:
 
 
 def install_heartbeat(app: Celery, heartbeat: Heartbeat) -> None:
-    """Beat `heartbeat` from the worker's own timer: it stops when the worker's loop wedges."""
+    """Beat `heartbeat` from the worker's own timer: it stops when the worker's loop wedges.
+    A task run in this process (the solo pool) blocks that loop, so it counts as busy."""
+
+    def busy(**_: Any) -> None:
+        heartbeat.busy_for(TASK_TIME_LIMIT + HEARTBEAT_SECONDS * 2)
+
+    def idle(**_: Any) -> None:
+        heartbeat.idle()
+
+    task_prerun.connect(busy, weak=False)
+    task_postrun.connect(idle, weak=False)
 
     class HeartbeatStep(bootsteps.StartStopStep):  # type: ignore[misc]
         requires: ClassVar = {"celery.worker.components:Timer"}

@@ -44,8 +44,10 @@ class Runtime:
             else None
         )
 
-    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return self.loop.run_until_complete(coroutine)
+    def run(self, coroutine: Coroutine[Any, Any, T], deadline: float | None = None) -> T:
+        """Run `coroutine` on this process's loop, cancelled (cleanly, inside the loop: its
+        transaction rolls back, its connection returns) if it outlives `deadline` seconds."""
+        return self.loop.run_until_complete(asyncio.wait_for(coroutine, deadline))
 
     def close(self) -> None:
         self.run(self.engine.dispose())

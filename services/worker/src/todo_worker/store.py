@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Table, bindparam, case, delete, select, update
+from sqlalchemy import BigInteger, Table, bindparam, case, delete, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -46,28 +46,27 @@ async def apply_batch(
     )
     if recorded is None:
         return False
-    rows = [{"o": owner, "t": todo, "n": n} for (owner, todo), n in sorted(counts.items()) if n]
-    added = insert(HITS).from_select(
+    # One statement for every row, in todo id order: concurrent flushes lock rows in the same
+    # order (no deadlock). A row is created only by a positive count; a taken-back view (a
+    # negative count, for a view that then failed) lowers an existing count, never below zero.
+    rows = [{"o": owner, "t": todo, "n": n} for (owner, todo), n in counts.items() if n]
+    rows.sort(key=lambda row: (row["t"], row["o"]))
+    n = bindparam("n", type_=BigInteger)
+    upsert = insert(HITS).from_select(
         ["todo_id", "owner_id", "hits"],
-        select(Todo.id, Todo.owner_id, bindparam("n", type_=BigInteger)).where(
-            Todo.id == bindparam("t"), Todo.owner_id == bindparam("o")
+        select(Todo.id, Todo.owner_id, n).where(
+            Todo.id == bindparam("t"),
+            Todo.owner_id == bindparam("o"),
+            or_(n > 0, exists().where(HITS.c.todo_id == Todo.id)),
         ),
     )
-    added = added.on_conflict_do_update(
-        index_elements=["todo_id"], set_={"hits": HITS.c.hits + added.excluded.hits}
-    )
-    # Taken-back hits (a counted view that then failed) lower a count, never below zero.
-    lowered = HITS.c.hits + bindparam("n", type_=BigInteger)
-    taken_back = (
-        update(HITS)
-        .where(HITS.c.todo_id == bindparam("t"), HITS.c.owner_id == bindparam("o"))
-        .values(hits=case((lowered < 0, 0), else_=lowered))
+    added = HITS.c.hits + upsert.excluded.hits
+    upsert = upsert.on_conflict_do_update(
+        index_elements=["todo_id"], set_={"hits": case((added < 0, 0), else_=added)}
     )
     connection = await session.connection()
-    for chunk in _chunks([row for row in rows if row["n"] > 0]):
-        await connection.execute(added, chunk)
-    for chunk in _chunks([row for row in rows if row["n"] < 0]):
-        await connection.execute(taken_back, chunk)
+    for chunk in _chunks(rows):
+        await connection.execute(upsert, chunk)
     return True
 
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 import structlog
 from celery import Celery
 
-from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS
+from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS, TASK_DEADLINE
 from todo_common.settings import Settings
 from todo_worker.flush import HitFlusher
 from todo_worker.runtime import open_runtime
@@ -30,7 +30,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         if hits is None:
             log.info("hit counting is off (no TODO_REDIS_URL): nothing to flush")
             return {}
-        report = asdict(open_runtime(settings).run(hits.flush()))
+        report = asdict(open_runtime(settings).run(hits.flush(), TASK_DEADLINE))
         log.info("hit counts flushed", **report)
         return report
 
@@ -38,6 +38,8 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def cleanup() -> dict[str, int]:
         """Daily: forget the ids of hit batches applied long ago."""
         hits = flusher()
-        forgotten = open_runtime(settings).run(hits.forget_old_batches()) if hits else 0
+        forgotten = (
+            open_runtime(settings).run(hits.forget_old_batches(), TASK_DEADLINE) if hits else 0
+        )
         log.info("cleanup done", forgotten_batch_ids=forgotten)
         return {"forgotten_batch_ids": forgotten}
