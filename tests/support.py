@@ -44,6 +44,14 @@ def clean_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def answers_ok(url: str, timeout: float = 1) -> bool:
+    """Whether `url` answers 200 now (a connection error or timeout is a no)."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -124,10 +132,7 @@ def wait_for_http(server: ApiServer, timeout: float = 30) -> None:
     def up() -> bool:
         if server.process.poll() is not None:
             raise RuntimeError(f"todo-api exited early:\n{server.log()}")
-        try:
-            return httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return answers_ok(f"{server.url}/healthz")
 
     if not wait_until(up, timeout):
         server.stop(signal.SIGKILL)
@@ -307,10 +312,7 @@ def start_service(
         def healthy() -> bool:
             if process.poll() is not None:
                 raise RuntimeError(f"{command} exited early:\n{service.log()}")
-            try:
-                return httpx.get(f"{service.metrics_url}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
+            return answers_ok(f"{service.metrics_url}/healthz")
 
         if not wait_until(healthy, 30):
             service.kill()

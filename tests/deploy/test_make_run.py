@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import add_user, clean_env, free_port, wait_until
+from tests.support import add_user, answers_ok, clean_env, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 2
@@ -59,14 +59,7 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
         return log_path.read_text(errors="replace")
 
     try:
-
-        def serving() -> bool:
-            try:
-                return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        assert wait_until(serving, 90), log()
+        assert wait_until(lambda: answers_ok(f"http://127.0.0.1:{port}/readyz"), 90), log()
         serving_since = time.monotonic()
         add_user(database_url, "runner", "pass phrase")
         todos = httpx.get(
