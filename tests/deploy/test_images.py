@@ -28,11 +28,18 @@ def test_dockerfile_passes_hadolint() -> None:
 def test_every_service_has_a_target_running_as_a_numeric_non_root_user() -> None:
     stages = parse_stages()
     runtime = dict(stages["runtime"].steps)
-    assert re.fullmatch(r"\d+:\d+", runtime["USER"]) and not runtime["USER"].startswith("0")
-    assert "PYTHONDONTWRITEBYTECODE=1" in runtime["ENV"]
+    user = runtime["USER"]
+    assert re.fullmatch(r"\d+:\d+", user) and not user.startswith("0")
+    env = dict(re.findall(r"(\w+)=(\S+)", runtime["ENV"]))
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    # The folders the services write exist and belong to that user (plain `docker run` works).
+    for variable in ("TODO_STATE_DIR", "PROMETHEUS_MULTIPROC_DIR"):
+        assert env[variable] in runtime["RUN"], variable
+    assert f"chown -R {user}" in runtime["RUN"]
     for service, script in SCRIPTS.items():
         steps = dict(stages[service].steps)
         assert stages[service].base == "runtime"
+        assert steps["COPY"].startswith(f"--from=build-{service} ")  # its own venv, no other
         assert steps["CMD"].startswith(f'["{script}"')  # exec form: the service is PID 1
 
 

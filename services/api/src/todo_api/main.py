@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.workers < 1:
         raise SystemExit("todo-api: --workers must be at least 1")
     settings = load_settings()  # a bad value exits here with one line, before any worker starts
+    signal.signal(signal.SIGTERM, _exit_before_serving)
     prepare_multiprocess_dir("api")  # before prometheus_client is imported anywhere
 
     from hypercorn.config import Config
@@ -60,3 +62,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"todo-api: cannot serve on {args.bind}: {error.strerror or error}", file=sys.stderr)
         raise SystemExit(1) from None
     raise SystemExit(exit_code)
+
+
+def _exit_before_serving(_signum: int, _frame: object) -> None:
+    """SIGTERM before hypercorn installs its own handler: nothing is served yet, exit cleanly."""
+    raise SystemExit(0)
