@@ -28,7 +28,7 @@ KIND_CONTEXT := kind-$(KIND_CLUSTER)
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
 SERVICES := api worker scheduler
 
-.PHONY: help install tools run test lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
+.PHONY: help install tools run test bench lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,13 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 
 test: install tools ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
 	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest
+
+bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + bench/results/*.json)
+	@command -v wrk >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; \
+	    else echo "bench: wrk is needed: sudo apt-get install wrk"; exit 1; fi; }
+	$(BIN)/python -m bench.run
 
 lint: install tools ## ruff, mypy, helm lint, hadolint, shellcheck
 	$(BIN)/ruff check .

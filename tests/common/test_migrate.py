@@ -9,7 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from tests.conftest import DatabaseFactory
 from tests.support import BIN, clean_env
@@ -131,3 +131,54 @@ def test_models_match_the_migrations(backend: str, databases: DatabaseFactory) -
             await engine.dispose()
 
     assert asyncio.run(differences()) == []
+
+
+def test_todo_counts_are_backfilled(backend: str, databases: DatabaseFactory) -> None:
+    """Upgrading a database that already has todos counts them (migration 0003)."""
+    from alembic import command
+
+    from todo_common.migrate import alembic_config
+
+    url = databases.create(backend, migrate=False)
+
+    async def run() -> dict[str, int]:
+        engine = create_engine(Settings(database_url=url))
+        try:
+            async with engine.begin() as connection:
+
+                def to_0002(sync: object) -> None:
+                    config = alembic_config()
+                    config.attributes["connection"] = sync
+                    command.upgrade(config, "0002")
+
+                await connection.run_sync(to_0002)
+                for name, todos in (("a", 3), ("b", 0), ("c", 2)):
+                    await connection.execute(
+                        text(
+                            "INSERT INTO users (username, password_hash, created_at) "
+                            "VALUES (:n, '-', CURRENT_TIMESTAMP)"
+                        ),
+                        {"n": name},
+                    )
+                    for _ in range(todos):
+                        await connection.execute(
+                            text(
+                                "INSERT INTO todos (owner_id, name, task, created_at, version) "
+                                "SELECT id, 'n', 't', CURRENT_TIMESTAMP, 1 FROM users "
+                                "WHERE username = :n"
+                            ),
+                            {"n": name},
+                        )
+            await upgrade_database(Settings(database_url=url))
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text(
+                        "SELECT u.username, c.todos FROM todo_counts c "
+                        "JOIN users u ON u.id = c.owner_id"
+                    )
+                )
+                return {name: int(todos) for name, todos in rows.all()}
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(run()) == {"a": 3, "c": 2}

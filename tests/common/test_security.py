@@ -82,3 +82,22 @@ def test_verified_passwords_expire() -> None:
     memory.remember(1, "$h", "pw")
     time.sleep(0.02)
     assert not memory.check(1, "$h", "pw")
+
+
+def test_token_reader_remembers_valid_tokens_but_not_past_expiry() -> None:
+    from todo_common.security import InvalidTokenError, TokenReader, issue_token
+
+    key = "k" * 40
+    reader = TokenReader(key)
+    now = time.time()
+    short = issue_token(key, 7, ttl=2, now=now - 1)  # expires in about a second
+    assert reader.read(short).user_id == 7
+    assert reader.read(short).user_id == 7  # from memory
+    forged = issue_token("another key" * 4, 7, ttl=60)
+    with pytest.raises(InvalidTokenError):
+        reader.read(forged)
+    with pytest.raises(InvalidTokenError):
+        reader.read(forged)  # failures are never remembered as valid
+    time.sleep(1.2)
+    with pytest.raises(InvalidTokenError):
+        reader.read(short)  # remembered, yet expired

@@ -112,3 +112,15 @@ class HitBatch(Base):
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class TodoCount(Base):
+    """How many todos each user has, kept exact by the same transactions that create and delete
+    todos, so a list's total is one primary-key read instead of counting the user's rows."""
+
+    __tablename__ = "todo_counts"
+
+    owner_id: Mapped[int] = mapped_column(
+        Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    todos: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -79,6 +79,29 @@ def read_token(secret_key: str, token: str) -> TokenClaims:
         raise InvalidTokenError(str(error)) from error
 
 
+class TokenReader:
+    """`read_token` with a memory: a token string whose signature checked out once maps to its
+    claims, so a client re-sending its token costs a dict lookup instead of an HMAC and a JSON
+    parse. Expiry is checked on every read; only valid tokens are remembered."""
+
+    def __init__(self, secret_key: str, max_entries: int = 10_000) -> None:
+        self._secret_key = secret_key
+        self._max_entries = max_entries
+        self._claims: dict[str, TokenClaims] = {}
+
+    def read(self, token: str) -> TokenClaims:
+        claims = self._claims.get(token)
+        if claims is None:
+            claims = read_token(self._secret_key, token)
+            if len(self._claims) >= self._max_entries:
+                self._claims.clear()
+            self._claims[token] = claims
+        if claims.expires_at <= time.time():
+            self._claims.pop(token, None)
+            raise InvalidTokenError("Signature has expired")
+        return claims
+
+
 class VerifiedPasswords:
     """A short-lived memory of successful password checks, so HTTP Basic clients don't pay
     Argon2id on every request.

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(default=10, ge=0)
     state_dir: Path = Path(".todo-state")
     hits_flush_threshold: int = Field(default=10_000, ge=1)
+    count_hits: bool = True  # count views of todos (needs TODO_REDIS_URL)
+    http_metrics: bool = True  # the API's per-request Prometheus metrics
     # Test hooks (TODO_ENV=test only): the flush task pauses at this stage, so a test can kill it.
     test_pause_flush_at: Literal["claimed", "applied"] | None = None
     test_pause_seconds: float = Field(default=30, ge=0)

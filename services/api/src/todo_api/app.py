@@ -50,10 +50,10 @@ def create_app(settings: Settings | None = None) -> Quart:
     redis.init_app(app)
     if settings.use_rate_limits:
         app.extensions[LIMITER] = RateLimiter(redis, settings.rate_limit)
-    if settings.redis_url:
+    if settings.redis_url and settings.count_hits:
         HitCounter(redis, settings).init_app(app)
 
-    observability.init_app(app)
+    observability.init_app(app, metrics=settings.http_metrics)
     register_error_handlers(app)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(docs.blueprint)

@@ -15,14 +15,16 @@ from quart import Quart, current_app, request
 
 from todo_api.errors import APIError
 from todo_api.resources import database, settings_of
-from todo_common.security import InvalidTokenError, VerifiedPasswords, read_token
+from todo_common.security import InvalidTokenError, TokenReader, VerifiedPasswords
 from todo_common.users import authenticate_user
 
 VERIFIED_PASSWORDS = "todo.verified_passwords"
+TOKEN_READER = "todo.token_reader"  # noqa: S105 (an extension name, not a secret)
 
 
 def init_app(app: Quart, secret_key: str) -> None:
     app.extensions[VERIFIED_PASSWORDS] = VerifiedPasswords(secret_key)
+    app.extensions[TOKEN_READER] = TokenReader(secret_key)
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ def verify_token_credentials(credentials: Credentials) -> Principal | None:
     token = credentials.username  # Bearer value, or the seed's Basic "token:" form
     if credentials.scheme == "basic" and credentials.password:
         return None
+    reader: TokenReader = current_app.extensions[TOKEN_READER]
     try:
-        claims = read_token(settings_of(current_app).secret_key, token)
+        claims = reader.read(token)
     except InvalidTokenError:
         return None
     return Principal(claims.user_id)

@@ -46,7 +46,7 @@ async def begin_request() -> None:
     structlog.contextvars.bind_contextvars(request_id=g.request_id)
 
 
-async def finish_request(response: Response) -> Response:
+async def finish_request(response: Response, metrics: bool = True) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id") or request_id_from_client()
     window: WindowState | None = g.get("rate_limit")
     if window is not None:
@@ -55,8 +55,9 @@ async def finish_request(response: Response) -> Response:
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     method = request.method if request.method in _KNOWN_METHODS else "OTHER"
     status = str(response.status_code)
-    REQUESTS.labels(method, route, status).inc()
-    LATENCY.labels(method, route, status).observe(elapsed)
+    if metrics:
+        REQUESTS.labels(method, route, status).inc()
+        LATENCY.labels(method, route, status).observe(elapsed)
     log.info(
         "request",
         method=request.method,
@@ -69,6 +70,13 @@ async def finish_request(response: Response) -> Response:
     return response
 
 
-def init_app(app: Quart) -> None:
+def init_app(app: Quart, metrics: bool = True) -> None:
     app.before_request(begin_request)
-    app.after_request(finish_request)
+    if metrics:
+        app.after_request(finish_request)
+    else:
+
+        async def finish_without_metrics(response: Response) -> Response:
+            return await finish_request(response, metrics=False)
+
+        app.after_request(finish_without_metrics)

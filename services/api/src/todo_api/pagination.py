@@ -1,4 +1,11 @@
-"""The seed's page/per_page pagination: `meta` links in the body and the same links in `Link`."""
+"""The seed's page/per_page pagination: `meta` links in the body and the same links in `Link`.
+
+The links we emit are keyset cursors as well as page numbers: `next` carries `after=<last id on
+this page>` and `prev` carries `before=<first id>`, so following them is an index seek however deep
+the page. A bare `page=N` (as in `first`, `last` or a client's own URL) is served by skipping rows
+from whichever end is nearer. Page numbers in cursor links are what the client was told; if todos
+are added or deleted meanwhile, the cursor stays exact and the number may drift by the difference.
+"""
 
 from __future__ import annotations
 
@@ -9,52 +16,82 @@ from typing import Any
 from quart import request, url_for
 
 from todo_api.errors import APIError
+from todo_api.store import Window
 from todo_common.settings import Settings
 
-_DIGITS = re.compile(r"[0-9]{1,9}")
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
 class Page:
     number: int
     size: int
+    after: int | None = None  # cursor: the todos after this id
+    before: int | None = None  # cursor: the todos before this id
 
     @property
-    def offset(self) -> int:
-        return (self.number - 1) * self.size
+    def needs_total_first(self) -> bool:
+        """A bare page past the first: which end to skip from depends on the total."""
+        return self.after is None and self.before is None and self.number > 1
+
+    def window(self, total: int | None = None) -> Window:
+        if self.after is not None:
+            return Window(limit=self.size, after=self.after)
+        if self.before is not None:
+            return Window(limit=self.size, before=self.before)
+        skip = (self.number - 1) * self.size
+        if total is not None:
+            beyond = total - self.number * self.size  # todos after this page
+            if beyond < skip:  # nearer the end: skip from there
+                return Window(
+                    limit=max(self.size + min(beyond, 0), 0), skip=max(beyond, 0), from_end=True
+                )
+        return Window(limit=self.size, skip=skip)
 
 
-def _positive_int(name: str, default: int) -> int:
+def _positive_int(name: str, default: int | None, largest: int) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not _DIGITS.fullmatch(raw) or int(raw) < 1:
+    if not _DIGITS.fullmatch(raw) or not 1 <= int(raw) <= largest:
         raise APIError(400, f"{name} must be a positive integer, got {raw!r}")
     return int(raw)
 
 
 def requested_page(settings: Settings) -> Page:
-    """Page and per_page from the query; per_page is capped at TODO_PER_PAGE_MAX."""
-    number = _positive_int("page", 1)
-    size = min(_positive_int("per_page", settings.per_page_default), settings.per_page_max)
-    return Page(number, size)
+    """Page, per_page (capped at TODO_PER_PAGE_MAX) and a cursor from the query."""
+    number = _positive_int("page", 1, 10**9)
+    size = _positive_int("per_page", settings.per_page_default, 10**9)
+    after = _positive_int("after", None, _MAX_ID)
+    before = _positive_int("before", None, _MAX_ID)
+    if after is not None and before is not None:
+        raise APIError(400, "give either after or before, not both")
+    assert number is not None and size is not None
+    return Page(number, min(size, settings.per_page_max), after, before)
 
 
-def page_meta(endpoint: str, page: Page, total: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """The seed's `meta` object and a matching `Link` header."""
+def page_meta(
+    endpoint: str, page: Page, total: int, ids: list[int]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The seed's `meta` object and a matching `Link` header; `ids` are the page's todos."""
     pages = -(-total // page.size)
 
-    def link(number: int) -> str:
-        return url_for(endpoint, page=number, per_page=page.size, _external=True)
+    def link(number: int, **cursor: int) -> str:
+        values: dict[str, Any] = {"page": number, "per_page": page.size, **cursor}
+        return url_for(endpoint, _external=True, **values)
 
     last = max(pages, 1)
+    previous = None
+    if page.number > 1:
+        previous = link(page.number - 1, before=ids[0]) if ids else link(min(page.number - 1, last))
     meta = {
         "page": page.number,
         "pages": pages,
         "per_page": page.size,
         "total": total,
-        "prev": link(min(page.number - 1, last)) if page.number > 1 else None,
-        "next": link(page.number + 1) if page.number < pages else None,
+        "prev": previous,
+        "next": link(page.number + 1, after=ids[-1]) if ids and page.number < pages else None,
         "first": link(1),
         "last": link(last),
     }

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import redis.asyncio as aioredis
 from quart import Quart
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from todo_common.db import create_engine, create_sessionmaker
 from todo_common.settings import Settings
@@ -37,6 +37,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._readers: async_sessionmaker[AsyncSession] | None = None
+        self._autocommit: AsyncEngine | None = None
 
     def init_app(self, app: Quart) -> None:
         app.extensions[_DATABASE] = self
@@ -47,9 +48,8 @@ class Database:
         self._engine = create_engine(self.settings)
         self._sessions = create_sessionmaker(self._engine)
         # Reads run in autocommit: no BEGIN/ROLLBACK around a single SELECT, one round trip.
-        self._readers = create_sessionmaker(
-            self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        )
+        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._readers = create_sessionmaker(self._autocommit)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -73,13 +73,22 @@ class Database:
         return self._readers()
 
     @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection in autocommit for Core reads: no ORM session, one round trip per
+        statement (the hot path)."""
+        if self._autocommit is None:
+            raise RuntimeError("the database is opened when the app starts serving")
+        async with self._autocommit.connect() as connection:
+            yield connection
+
+    @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         async with self.session() as session, session.begin():
             yield session
 
     async def ping(self) -> None:
-        async with self.reader() as session:
-            await session.execute(text("SELECT 1"))
+        async with self.connection() as connection:
+            await connection.execute(text("SELECT 1"))
 
 
 class Redis:

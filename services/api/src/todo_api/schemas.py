@@ -49,6 +49,8 @@ class TodoPage(BaseModel):
 class PageQuery(BaseModel):
     page: int | None = Field(default=None, ge=1)
     per_page: int | None = Field(default=None, ge=1)
+    after: int | None = Field(default=None, ge=1, description="cursor: todos after this id")
+    before: int | None = Field(default=None, ge=1, description="cursor: todos before this id")
 
 
 class Empty(BaseModel):

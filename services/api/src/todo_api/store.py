@@ -12,11 +12,14 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import delete, func, insert, select, true, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from todo_common.models import Todo, TodoHits, utcnow
+from todo_common.db import dialect_insert
+from todo_common.models import Todo, TodoCount, TodoHits, utcnow
 
 Versions = Sequence[int] | Literal["*"] | None
+# Reads run on a plain autocommit connection (the hot path) or inside a write's session.
+Reader = AsyncConnection | AsyncSession
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class WriteOutcome:
 _COLUMNS = (Todo.id, Todo.name, Todo.task, Todo.created_at, Todo.version)
 
 
-async def get_todo(session: AsyncSession, owner_id: int, todo_id: int) -> TodoRow | None:
+async def get_todo(session: Reader, owner_id: int, todo_id: int) -> TodoRow | None:
     row = (
         await session.execute(
             select(*_COLUMNS).where(Todo.id == todo_id, Todo.owner_id == owner_id)
@@ -54,30 +57,66 @@ async def get_todo(session: AsyncSession, owner_id: int, todo_id: int) -> TodoRo
     return TodoRow(*row) if row is not None else None
 
 
-async def count_todos(session: AsyncSession, owner_id: int) -> int:
-    total = await session.scalar(select(func.count()).where(Todo.owner_id == owner_id))
-    return int(total or 0)
+@dataclass(frozen=True)
+class Window:
+    """Which of an owner's todos (in id order) a page holds: after or before an id (a keyset
+    cursor, an index seek), or `skip` rows from the start or, when `from_end`, from the end."""
+
+    limit: int
+    after: int | None = None
+    before: int | None = None
+    skip: int = 0
+    from_end: bool = False
 
 
-async def list_todo_ids(session: AsyncSession, owner_id: int, offset: int, limit: int) -> list[int]:
-    result = await session.scalars(
-        select(Todo.id)
-        .where(Todo.owner_id == owner_id)
-        .order_by(Todo.id)
-        .offset(offset)
-        .limit(limit)
-    )
-    return list(result)
+def _total(owner_id: int):  # type: ignore[no-untyped-def]
+    return select(TodoCount.todos).where(TodoCount.owner_id == owner_id).scalar_subquery()
+
+
+async def count_todos(session: Reader, owner_id: int) -> int:
+    """The owner's number of todos: one primary-key read of the kept count."""
+    return int(await session.scalar(select(func.coalesce(_total(owner_id), 0))) or 0)
+
+
+async def list_todo_ids(session: Reader, owner_id: int, window: Window) -> tuple[int, list[int]]:
+    """(the owner's total, the window's todo ids in id order), in one statement."""
+    ids = select(Todo.id).where(Todo.owner_id == owner_id)
+    backwards = window.before is not None or window.from_end
+    if window.after is not None:
+        ids = ids.where(Todo.id > window.after)
+    if window.before is not None:
+        ids = ids.where(Todo.id < window.before)
+    ids = ids.order_by(Todo.id.desc() if backwards else Todo.id).offset(window.skip)
+    page = ids.limit(window.limit).subquery()
+    totals = select(func.coalesce(_total(owner_id), 0).label("total")).subquery()
+    rows = (
+        await session.execute(
+            select(totals.c.total, page.c.id).select_from(totals.outerjoin(page, true()))
+        )
+    ).all()
+    found = sorted(int(row[1]) for row in rows if row[1] is not None)
+    return int(rows[0][0]), found
 
 
 async def create_todo(session: AsyncSession, owner_id: int, name: str, task: str) -> int:
+    """Insert a todo and count it (call inside a transaction: both commit or neither does)."""
     todo_id = await session.scalar(
         insert(Todo)
         .values(owner_id=owner_id, name=name, task=task, created_at=utcnow(), version=1)
         .returning(Todo.id)
     )
     assert todo_id is not None
+    await _add_to_count(session, owner_id, 1)
     return int(todo_id)
+
+
+async def _add_to_count(session: AsyncSession, owner_id: int, delta: int) -> None:
+    upsert = dialect_insert(session)(TodoCount).values(owner_id=owner_id, todos=delta)
+    await session.execute(
+        upsert.on_conflict_do_update(
+            index_elements=[TodoCount.owner_id], set_={"todos": TodoCount.todos + delta}
+        )
+    )
 
 
 def _guarded(statement, owner_id: int, todo_id: int, versions: Versions):  # type: ignore[no-untyped-def]
@@ -109,6 +148,7 @@ async def delete_todo(
     statement = _guarded(delete(Todo), owner_id, todo_id, versions)
     deleted = await session.scalar(statement.returning(Todo.id))
     if deleted is not None:
+        await _add_to_count(session, owner_id, -1)
         return None
     return await _why_unchanged(session, owner_id, todo_id)
 
@@ -118,9 +158,9 @@ async def _why_unchanged(session: AsyncSession, owner_id: int, todo_id: int) -> 
     return WriteOutcome.STALE if exists is not None else WriteOutcome.MISSING
 
 
-async def read_stats(session: AsyncSession, owner_id: int, top: int) -> Stats:
+async def read_stats(session: Reader, owner_id: int, top: int) -> Stats:
     """The owner's totals and `top` most viewed todos, in one statement (one snapshot)."""
-    todos = select(func.count()).where(Todo.owner_id == owner_id).scalar_subquery()
+    todos = func.coalesce(_total(owner_id), 0)
     hits = (
         select(func.coalesce(func.sum(TodoHits.hits), 0))
         .where(TodoHits.owner_id == owner_id)

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
 from sqlalchemy import BigInteger, Table, bindparam, case, delete, exists, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from todo_common.db import dialect_insert
 from todo_common.models import HitBatch, Todo, TodoHits, utcnow
 
 CHUNK = 1000
 HITS = cast(Table, TodoHits.__table__)
 BATCHES = cast(Table, HitBatch.__table__)
-
-
-def _insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT."""
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def _chunks(rows: list[dict[str, int]]) -> Iterable[list[dict[str, int]]]:
@@ -37,7 +31,7 @@ async def apply_batch(
     together or not at all. Counts for todos that no longer exist, or that do not belong to the
     owner the hit was counted for, are dropped.
     """
-    insert = _insert(session)
+    insert = dialect_insert(session)
     recorded = await session.scalar(
         insert(BATCHES)
         .values(id=batch_id, applied_at=utcnow())

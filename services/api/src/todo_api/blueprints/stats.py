@@ -25,7 +25,7 @@ MOST_VIEWED = 5
 @blueprint.get("")
 @document_response(StatsOut)
 async def get_stats() -> Response:
-    async with database(current_app).reader() as session:
+    async with database(current_app).connection() as session:
         stats = await read_stats(session, current_user_id(), MOST_VIEWED)
     return conditional_get(
         {

@@ -69,10 +69,10 @@ def _not_found(todo_id: int) -> APIError:
 async def list_todos() -> Response:
     owner = current_user_id()
     page = requested_page(settings_of(current_app))
-    async with database(current_app).session() as session:
-        total = await count_todos(session, owner)
-        ids = await list_todo_ids(session, owner, page.offset, page.size)
-    meta, headers = page_meta("todos.list_todos", page, total)
+    async with database(current_app).connection() as session:
+        total = await count_todos(session, owner) if page.needs_total_first else None
+        total, ids = await list_todo_ids(session, owner, page.window(total))
+    meta, headers = page_meta("todos.list_todos", page, total, ids)
     return conditional_get(
         {"urls": [todo_url(todo_id) for todo_id in ids], "meta": meta}, headers=headers
     )
@@ -97,7 +97,7 @@ async def create_todo_item() -> Response:
 async def get_todo_item(todo_id: int) -> Response:
     owner = current_user_id()
     async with counting_view(owner, todo_id):
-        async with database(current_app).reader() as session:
+        async with database(current_app).connection() as session:
             todo = await get_todo(session, owner, todo_id)
         if todo is None:
             raise _not_found(todo_id)

@@ -1,0 +1,266 @@
+"""`make bench`: drive a real `todo-api` (2 hypercorn workers, uvloop, PostgreSQL, Redis, token
+auth, rate limits on but high, hit counting on) with wrk, next to a bare Quart ceiling, and report
+req/s, p50, p99, errors and the ratio to the ceiling per endpoint: a table on stdout and a JSON file
+in bench/results/. Any error or unexpected status fails the run; the seeded data is checked first.
+
+Settings (environment): BENCH_SECONDS (10), BENCH_ROUNDS (3), BENCH_WARMUP (3), BENCH_DEEP (100000
+todos for the depth test), BENCH_POSTGRES (postgresql://postgres@127.0.0.1:5432/postgres),
+BENCH_REDIS (redis://127.0.0.1:6379/0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from bench.servers import Server, argon2_verifications_per_second, start_api, start_ceiling
+from bench.wrk import Result, run_wrk
+from todo_common.security import issue_token
+
+HERE = Path(__file__).resolve().parent
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
+DEEP = int(os.environ.get("BENCH_DEEP", "100000"))
+POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
+SECRET = uuid.uuid4().hex * 2
+PASSWORD = "bench password"
+
+
+@dataclass
+class Row:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    ratio: float = 0.0
+
+
+async def seed(dsn: str) -> dict[str, int]:
+    """Users and todos, inserted in bulk; returns the user ids."""
+    import asyncpg
+
+    from todo_common.security import hash_password
+
+    password_hash = hash_password(PASSWORD)
+    sizes = {"reader": 1000, "deep": DEEP, "writer": 2000, "poster": 0}
+    connection = await asyncpg.connect(dsn)
+    try:
+        ids = {}
+        for name, todos in sizes.items():
+            user = await connection.fetchval(
+                "INSERT INTO users (username, password_hash, created_at) "
+                "VALUES ($1, $2, now()) RETURNING id",
+                name,
+                password_hash,
+            )
+            await connection.execute(
+                "INSERT INTO todos (owner_id, name, task, created_at, version) "
+                "SELECT $1, 'todo ' || n, 'a task to benchmark', now(), 1 "
+                "FROM generate_series(1, $2) AS n",
+                user,
+                todos,
+            )
+            await connection.execute(
+                "INSERT INTO todo_counts (owner_id, todos) VALUES ($1, $2)", user, todos
+            )
+            ids[name] = int(user)
+        await connection.execute("ANALYZE")
+        return ids
+    finally:
+        await connection.close()
+
+
+def verify(http: httpx.Client, headers: dict[str, str], total: int) -> list[str]:
+    """Check what was seeded through the API itself; returns the first page's todo URLs."""
+    response = http.get("/api/v1.0/todos/", headers=headers)
+    response.raise_for_status()
+    body = response.json()
+    if body["meta"]["total"] != total or len(body["urls"]) != min(10, total):
+        raise SystemExit(f"bench: seeded {total} todos but the API shows {body['meta']}")
+    return list(body["urls"])
+
+
+def measure(
+    name: str,
+    url: str,
+    env: dict[str, str],
+    script: str = "request.lua",
+    before_each: Callable[[], object] = lambda: None,
+) -> Row:
+    lua = str(HERE / "wrk" / script)
+    before_each()
+    run_wrk(url, lua, env, WARMUP)
+    results: list[Result] = []
+    for _ in range(ROUNDS):
+        before_each()
+        results.append(run_wrk(url, lua, env, SECONDS))
+    row = Row(
+        name,
+        statistics.median(r.rps for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.errors for r in results),
+    )
+    print(f"  {name:<28} {row.rps:>9.0f} req/s  p50 {row.p50_ms:6.2f} ms  p99 {row.p99_ms:6.2f} ms")
+    return row
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        raise SystemExit("bench: wrk is not installed (Debian: apt-get install wrk)")
+    database = f"todo_bench_{uuid.uuid4().hex[:8]}"
+    database_url = POSTGRES.rsplit("/", 1)[0] + f"/{database}"
+    subprocess.run(["psql", POSTGRES, "-qc", f'CREATE DATABASE "{database}"'], check=True)
+    servers: list[Server] = []
+    try:
+        env = {
+            "TODO_DATABASE_URL": database_url.replace("postgresql://", "postgresql+asyncpg://"),
+            "TODO_REDIS_URL": REDIS,
+            "TODO_REDIS_KEY_PREFIX": f"todo-bench-{uuid.uuid4().hex[:8]}:",
+            "TODO_SECRET_KEY": SECRET,
+            "TODO_USE_TOKEN_AUTH": "true",
+            "TODO_USE_RATE_LIMITS": "true",
+            "TODO_RATE_LIMIT": "100000000/1h",
+            "TODO_LOG_LEVEL": "warning",
+        }
+        subprocess.run(
+            [str(Path(sys.executable).parent / "todoctl"), "migrate"],
+            check=True,
+            env={**os.environ, **env},
+            capture_output=True,
+        )
+        users = asyncio.run(seed(database_url))
+        ceiling = start_ceiling()
+        api = start_api(env)
+        plain = start_api({**env, "TODO_COUNT_HITS": "false", "TODO_HTTP_METRICS": "false"})
+        passwords = start_api({**env, "TODO_USE_TOKEN_AUTH": "false"})  # HTTP Basic
+        servers += [ceiling, api, plain, passwords]
+
+        def bearer(user: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {issue_token(SECRET, users[user], 3600)}"}
+
+        def wrk_env(headers: dict[str, str], **extra: str) -> dict[str, str]:
+            return {"BENCH_HEADERS": "|".join(f"{k}: {v}" for k, v in headers.items()), **extra}
+
+        with httpx.Client(base_url=api.url, timeout=30) as http:
+            reader = bearer("reader")
+            item = verify(http, reader, 1000)[0]
+            verify(http, bearer("deep"), DEEP)
+            tag = http.get(item, headers=reader).headers["ETag"]
+            if http.get(item, headers={**reader, "If-None-Match": tag}).status_code != 304:
+                raise SystemExit("bench: a matching If-None-Match did not give 304")
+            # The depth test follows the server's own `next` link to the last page.
+            deep = bearer("deep")
+            last_but_one = http.get(
+                "/api/v1.0/todos/", params={"page": DEEP // 10 - 1}, headers=deep
+            ).json()["meta"]["next"]
+            last_page = http.get(last_but_one, headers=deep).json()
+            if len(last_page["urls"]) != 10 or last_page["meta"]["next"] is not None:
+                raise SystemExit("bench: the deep next link did not reach the last page")
+            writer_ids = [
+                u.rsplit("/", 1)[1]
+                for u in http.get(
+                    "/api/v1.0/todos/", params={"per_page": 100}, headers=bearer("writer")
+                ).json()["urls"]
+            ]
+        rss_before = api.rss_mib()
+        basic = httpx.BasicAuth("reader", PASSWORD)._auth_header  # type: ignore[attr-defined]
+        rows = [measure("ceiling (bare Quart)", ceiling.url + "/", {})]
+        rows.append(measure("GET item (token)", item, wrk_env(reader)))
+        rows.append(
+            measure("GET item 304 (If-None-Match)", item, wrk_env({**reader, "If-None-Match": tag}))
+        )
+        rows.append(measure("GET list page 1", f"{api.url}/api/v1.0/todos/", wrk_env(reader)))
+        rows.append(measure(f"GET list page {DEEP // 10} (next)", last_but_one, wrk_env(deep)))
+        rows.append(
+            measure(
+                "POST create",
+                f"{api.url}/api/v1.0/todos/",
+                wrk_env(
+                    bearer("poster"), BENCH_METHOD="POST", BENCH_BODY='{"name": "n", "task": "t"}'
+                ),
+            )
+        )
+        half = len(writer_ids) // 2
+        ids = ",".join(writer_ids[:half]) + ";" + ",".join(writer_ids[half:])
+        rows.append(
+            measure(
+                "PUT with If-Match",
+                api.url,
+                wrk_env(bearer("writer"), BENCH_IDS=ids),
+                "put_if_match.lua",
+            )
+        )
+        rows.append(measure("GET /stats", f"{api.url}/api/v1.0/stats", wrk_env(reader)))
+        basic_item = passwords.url + item.removeprefix(api.url)
+        rows.append(measure("GET item (HTTP Basic)", basic_item, wrk_env({"Authorization": basic})))
+        plain_item = plain.url + item.removeprefix(api.url)
+        rows.append(measure("GET item, no hits/metrics", plain_item, wrk_env(reader)))
+        rss_after = api.rss_mib()
+        argon2 = argon2_verifications_per_second()
+    finally:
+        for server in servers:
+            server.stop()
+        subprocess.run(
+            ["psql", POSTGRES, "-qc", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
+            check=False,
+        )
+    report(rows, rss_before, rss_after, argon2)
+
+
+def report(rows: list[Row], rss_before: float, rss_after: float, argon2: float) -> None:
+    ceiling = rows[0].rps
+    for row in rows:
+        row.ratio = row.rps / ceiling if ceiling else 0.0
+    lines = [
+        "| endpoint | req/s | p50 ms | p99 ms | errors | x ceiling |",
+        "|---|---:|---:|---:|---:|---:|",
+        *(
+            f"| {r.name} | {r.rps:.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.errors} | "
+            f"{r.ratio:.2f} |"
+            for r in rows
+        ),
+    ]
+    print("\n" + "\n".join(lines))
+    print(f"\nAPI RSS (2 workers + parent): {rss_before:.0f} MiB before, {rss_after:.0f} MiB after")
+    print(f"Argon2id verifications per second, 2 processes: {argon2:.0f}")
+    results = HERE / "results"
+    results.mkdir(exist_ok=True)
+    out = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "seconds": SECONDS,
+                "rounds": ROUNDS,
+                "deep": DEEP,
+                "cpus": os.cpu_count(),
+                "rows": [asdict(r) for r in rows],
+                "rss_mib": [rss_before, rss_after],
+                "argon2_per_second": argon2,
+            },
+            indent=2,
+        )
+    )
+    print(f"written to {out.relative_to(HERE.parent)}")
+    failed = [row.name for row in rows if row.errors]
+    if failed:
+        raise SystemExit(f"bench: errors or unexpected statuses in: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+-- PUT with If-Match: each thread cycles over its own todos (BENCH_IDS="1,2,3;4,5,6", one list
+-- per thread) and tracks each one's version, so every If-Match is current (a 412 is an error).
+local headers = os.getenv("BENCH_HEADERS") or ""
+local lists = {}
+for list in string.gmatch(os.getenv("BENCH_IDS"), "[^;]+") do table.insert(lists, list) end
+local counter = 0
+
+function setup(thread)
+  counter = counter + 1
+  thread:set("ids", lists[counter])
+end
+
+function init(args)
+  todos = {}
+  for id in string.gmatch(ids, "[^,]+") do table.insert(todos, {id = id, version = 1}) end
+  next_todo = 0
+  for pair in string.gmatch(headers, "[^|]+") do
+    local name, value = string.match(pair, "^%s*([^:]+):%s*(.*)$")
+    if name then wrk.headers[name] = value end
+  end
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+function request()
+  next_todo = next_todo % #todos + 1
+  local todo = todos[next_todo]
+  local tag = '"' .. todo.version .. '-0"'
+  todo.version = todo.version + 1
+  wrk.headers["If-Match"] = tag
+  return wrk.format("PUT", "/api/v1.0/todos/" .. todo.id, nil, '{"name": "bench", "task": "put"}')
+end
