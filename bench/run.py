@@ -100,15 +100,14 @@ def measure(
     url: str,
     env: dict[str, str],
     script: str = "request.lua",
-    before_each: Callable[[], object] = lambda: None,
+    before_each: Callable[[], dict[str, str]] = dict,
 ) -> Row:
+    """wrk's warm-up, then ROUNDS runs; `before_each` adds environment for each run."""
     lua = str(HERE / "wrk" / script)
-    before_each()
-    run_wrk(url, lua, env, WARMUP)
+    run_wrk(url, lua, {**env, **before_each()}, WARMUP)
     results: list[Result] = []
     for _ in range(ROUNDS):
-        before_each()
-        results.append(run_wrk(url, lua, env, SECONDS))
+        results.append(run_wrk(url, lua, {**env, **before_each()}, SECONDS))
     row = Row(
         name,
         statistics.median(r.rps for r in results),
@@ -172,12 +171,6 @@ def main() -> None:
             last_page = http.get(last_but_one, headers=deep).json()
             if len(last_page["urls"]) != 10 or last_page["meta"]["next"] is not None:
                 raise SystemExit("bench: the deep next link did not reach the last page")
-            writer_ids = [
-                u.rsplit("/", 1)[1]
-                for u in http.get(
-                    "/api/v1.0/todos/", params={"per_page": 100}, headers=bearer("writer")
-                ).json()["urls"]
-            ]
         rss_before = api.rss_mib()
         basic = httpx.BasicAuth("reader", PASSWORD)._auth_header  # type: ignore[attr-defined]
         rows = [measure("ceiling (bare Quart)", ceiling.url + "/", {})]
@@ -196,18 +189,35 @@ def main() -> None:
                 ),
             )
         )
-        half = len(writer_ids) // 2
-        ids = ",".join(writer_ids[:half]) + ";" + ",".join(writer_ids[half:])
+
+        def current_versions() -> dict[str, str]:
+            """Each wrk run starts from the todos' versions in the database (once the last
+            run's requests in flight have finished); the script tracks them from there. A
+            thread's todos are revisited only every 1000 requests: each PUT has long finished."""
+            time.sleep(1)
+            query = (
+                "SELECT id || ':' || version FROM todos "
+                f"WHERE owner_id = {users['writer']} ORDER BY id"
+            )
+            listed = subprocess.run(
+                ["psql", database_url, "-Atc", query], check=True, capture_output=True, text=True
+            ).stdout.split()
+            half = len(listed) // 2
+            return {"BENCH_IDS": ",".join(listed[:half]) + ";" + ",".join(listed[half:])}
+
         rows.append(
             measure(
                 "PUT with If-Match",
                 api.url,
-                wrk_env(bearer("writer"), BENCH_IDS=ids),
+                wrk_env(bearer("writer")),
                 "put_if_match.lua",
+                current_versions,
             )
         )
         rows.append(measure("GET /stats", f"{api.url}/api/v1.0/stats", wrk_env(reader)))
         basic_item = passwords.url + item.removeprefix(api.url)
+        for _ in range(8):  # one Argon2id check per worker first, not 32 at once under wrk
+            httpx.get(basic_item, auth=("reader", PASSWORD), timeout=30).raise_for_status()
         rows.append(measure("GET item (HTTP Basic)", basic_item, wrk_env({"Authorization": basic})))
         plain_item = plain.url + item.removeprefix(api.url)
         rows.append(measure("GET item, no hits/metrics", plain_item, wrk_env(reader)))

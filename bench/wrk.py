@@ -41,7 +41,7 @@ def run_wrk(url: str, script: str, env: dict[str, str], seconds: int) -> Result:
         text=True,
         check=True,
     ).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.M))
     socket = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
     )
@@ -50,6 +50,6 @@ def run_wrk(url: str, script: str, env: dict[str, str], seconds: int) -> Result:
         int(bad_status.group(1)) if bad_status else 0
     )
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    if rps is None or "50" not in percentiles:
+    if rps is None or set(percentiles) != {"50", "99"}:
         raise SystemExit(f"bench: cannot read wrk's output:\n{output}")
     return Result(float(rps.group(1)), _ms(percentiles["50"]), _ms(percentiles["99"]), errors)

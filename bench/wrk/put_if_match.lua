@@ -1,5 +1,5 @@
--- PUT with If-Match: each thread cycles over its own todos (BENCH_IDS="1,2,3;4,5,6", one list
--- per thread) and tracks each one's version, so every If-Match is current (a 412 is an error).
+-- PUT with If-Match: each thread cycles over its own todos (BENCH_IDS="id:version,...;...", one
+-- list per thread) and tracks each one's version, so every If-Match is current (a 412 is an error).
 local headers = os.getenv("BENCH_HEADERS") or ""
 local lists = {}
 for list in string.gmatch(os.getenv("BENCH_IDS"), "[^;]+") do table.insert(lists, list) end
@@ -12,7 +12,9 @@ end
 
 function init(args)
   todos = {}
-  for id in string.gmatch(ids, "[^,]+") do table.insert(todos, {id = id, version = 1}) end
+  for id, version in string.gmatch(ids, "(%d+):(%d+)") do
+    table.insert(todos, {id = id, version = tonumber(version)})
+  end
   next_todo = 0
   for pair in string.gmatch(headers, "[^|]+") do
     local name, value = string.match(pair, "^%s*([^:]+):%s*(.*)$")
