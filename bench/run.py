@@ -194,7 +194,7 @@ def main() -> None:
             """Each wrk run starts from the todos' versions in the database (once the last
             run's requests in flight have finished); the script tracks them from there. A
             thread's todos are revisited only every 1000 requests: each PUT has long finished."""
-            time.sleep(1)
+            time.sleep(3)
             query = (
                 "SELECT id || ':' || version FROM todos "
                 f"WHERE owner_id = {users['writer']} ORDER BY id"
