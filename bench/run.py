@@ -36,6 +36,8 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 DEEP = int(os.environ.get("BENCH_DEEP", "100000"))
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
+# Enough that no PUT round (10 s, a few thousand requests) touches a todo twice.
+WRITER_TODOS = 20_000
 SECRET = uuid.uuid4().hex * 2
 PASSWORD = "bench password"
 
@@ -57,7 +59,7 @@ async def seed(dsn: str) -> dict[str, int]:
     from todo_common.security import hash_password
 
     password_hash = hash_password(PASSWORD)
-    sizes = {"reader": 1000, "deep": DEEP, "writer": 2000, "poster": 0}
+    sizes = {"reader": 1000, "deep": DEEP, "writer": WRITER_TODOS, "poster": 0}
     connection = await asyncpg.connect(dsn)
     try:
         ids = {}
@@ -190,10 +192,13 @@ def main() -> None:
             )
         )
 
+        versions_file = HERE / "results" / "put-versions.txt"
+        versions_file.parent.mkdir(exist_ok=True)
+
         def current_versions() -> dict[str, str]:
-            """Each wrk run starts from the todos' versions in the database (once the last
-            run's requests in flight have finished); the script tracks them from there. A
-            thread's todos are revisited only every 1000 requests: each PUT has long finished."""
+            """Each wrk run starts from the todos' versions in the database, once the last run's
+            requests in flight have finished. No todo is visited twice in a run, so a request
+            wrk built but never sent cannot leave the script's idea of a version behind."""
             time.sleep(3)
             query = (
                 "SELECT id || ':' || version FROM todos "
@@ -203,7 +208,8 @@ def main() -> None:
                 ["psql", database_url, "-Atc", query], check=True, capture_output=True, text=True
             ).stdout.split()
             half = len(listed) // 2
-            return {"BENCH_IDS": ",".join(listed[:half]) + ";" + ",".join(listed[half:])}
+            versions_file.write_text(",".join(listed[:half]) + ";" + ",".join(listed[half:]))
+            return {"BENCH_IDS_FILE": str(versions_file)}
 
         rows.append(
             measure(

@@ -1,8 +1,11 @@
--- PUT with If-Match: each thread cycles over its own todos (BENCH_IDS="id:version,...;...", one
--- list per thread) and tracks each one's version, so every If-Match is current (a 412 is an error).
+-- PUT with If-Match: each thread goes through its own todos (BENCH_IDS_FILE holds
+-- "id:version,...;id:version,...", one list per thread) with each one's current version, so every
+-- If-Match is current (a 412 is an error).
 local headers = os.getenv("BENCH_HEADERS") or ""
+local file = assert(io.open(os.getenv("BENCH_IDS_FILE")))
 local lists = {}
-for list in string.gmatch(os.getenv("BENCH_IDS"), "[^;]+") do table.insert(lists, list) end
+for list in string.gmatch(file:read("*a"), "[^;]+") do table.insert(lists, list) end
+file:close()
 local counter = 0
 
 function setup(thread)
