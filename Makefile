@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 BIND ?= 127.0.0.1:5000
 WORKER_METRICS_PORT ?= 9101
 SCHEDULER_METRICS_PORT ?= 9102
+FUZZ_EXAMPLES ?= 1000
+SOAK_SECONDS ?= 600
 # Tests call uv (packaging tests): make sure the one this Makefile uses is on PATH.
 export PATH := $(dir $(UV)):$(PATH)
 
@@ -28,7 +30,7 @@ KIND_CONTEXT := kind-$(KIND_CLUSTER)
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
 SERVICES := api worker scheduler
 
-.PHONY: help install tools run test bench lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
+.PHONY: help install tools run test bench fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -82,6 +84,12 @@ bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + be
 	        apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; \
 	    else echo "bench: wrk is needed: sudo apt-get install wrk"; exit 1; fi; }
 	$(BIN)/python -m bench.run
+
+fuzz: install ## schemathesis against a live API for longer than make test does (FUZZ_EXAMPLES, default 1000)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/api/test_fuzz.py
+
+soak: install ## steady mixed load on PostgreSQL and Redis for SOAK_SECONDS (default 600): errors, p99, RSS
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m bench.soak
 
 lint: install tools ## ruff, mypy, helm lint, hadolint, shellcheck
 	$(BIN)/ruff check .
