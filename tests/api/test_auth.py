@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
+import subprocess
 import time
 
 import httpx
@@ -13,7 +16,7 @@ from sqlalchemy import delete
 
 from tests.api.conftest import get_token
 from tests.api.test_todos import TODOS, create
-from tests.support import ApiServer
+from tests.support import BIN, ApiServer, clean_env
 from todo_common.db import create_engine
 from todo_common.models import User
 from todo_common.settings import Settings
@@ -114,6 +117,7 @@ def _forge(claims: dict[str, object], key: str, algorithm: str = "HS256") -> str
     return jwt.encode(claims, key, algorithm=algorithm)
 
 
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # HS512 forgery
 def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) -> None:
     token = get_token(token_api, token_api.add_user())
     claims = jwt.decode(token, options={"verify_signature": False})
@@ -128,10 +132,80 @@ def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) ->
         ),
         f"{header}.{payload}.",
         token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
+        _forge(claims, _server_key(token_api), algorithm="HS512"),
+        _hmac_under_header({"alg": "RS256", "typ": "JWT"}, payload, _server_key(token_api)),
     ]
     for bad in bad_tokens:
         with token_api.client(auth=Bearer(bad)) as http:
             assert http.get(TODOS).status_code == 401, bad
+
+
+def _server_key(server: ApiServer) -> str:
+    return server.env.get("TODO_SECRET_KEY", "dev-only-secret-key-do-not-use-in-production!")
+
+
+def _hmac_under_header(header: dict[str, str], payload: str, key: str) -> str:
+    """RS/HS confusion: another algorithm's header over an HMAC-SHA256 made with the real key."""
+    encoded = base64.urlsafe_b64encode(str(header).replace("'", '"').encode()).rstrip(b"=")
+    signing_input = encoded.decode() + "." + payload
+    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+
+def test_the_forging_helpers_make_accepted_tokens_under_hs256(token_api: ApiServer) -> None:
+    """The refusals above are for the algorithm, not for a broken forging helper."""
+    token = get_token(token_api, token_api.add_user())
+    payload = token.split(".")[1]
+    remade = _hmac_under_header({"alg": "HS256", "typ": "JWT"}, payload, _server_key(token_api))
+    with token_api.client(auth=Bearer(remade)) as http:
+        assert http.get(TODOS).status_code == 200
+
+
+def passwd(server: ApiServer, name: str, password: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "todoctl"), "passwd", name, "--password-stdin"],
+        input=password + "\n",
+        env=clean_env(TODO_DATABASE_URL=server.database_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_password_change_revokes_older_tokens(token_api: ApiServer) -> None:
+    name, old_password = token_api.add_user()
+    first = get_token(token_api, (name, old_password))
+    second = get_token(token_api, (name, old_password))
+    with token_api.client(auth=Bearer(first)) as http:
+        assert http.get(TODOS).status_code == 200  # also remembered by the server's token cache
+
+    passwd(token_api, name, "a brand new password")
+
+    for old_token in (first, second):
+        with token_api.client(auth=Bearer(old_token)) as http:
+            assert http.get(TODOS).status_code == 401
+            assert http.post(TODOS, json={"name": "n", "task": "t"}).status_code == 401
+        with token_api.client(auth=(old_token, "")) as http:  # the seed's Basic form
+            assert http.get(TODOS).status_code == 401
+    with token_api.client(auth=(name, old_password)) as http:
+        assert http.get("/auth/request-token").status_code == 401
+    fresh = get_token(token_api, (name, "a brand new password"))
+    with token_api.client(auth=Bearer(fresh)) as http:
+        assert http.get(TODOS).status_code == 200
+
+
+def test_a_password_change_ends_http_basic_with_the_old_password(api: ApiServer) -> None:
+    name, old_password = api.add_user()
+    with api.client(auth=(name, old_password)) as http:
+        assert http.get(TODOS).status_code == 200  # now remembered as verified
+
+    passwd(api, name, "another new password")
+
+    with api.client(auth=(name, old_password)) as http:
+        assert http.get(TODOS).status_code == 401
+    with api.client(auth=(name, "another new password")) as http:
+        assert http.get(TODOS).status_code == 200
 
 
 def test_token_of_a_deleted_user_cannot_create(token_api: ApiServer) -> None:

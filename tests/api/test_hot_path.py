@@ -1,4 +1,5 @@
-"""The hot path's budget: a token-authenticated GET of a todo makes one database round trip and
+"""The hot path's budget: a token-authenticated GET of a todo makes two database round trips (the
+user's password version, which revokes tokens older than a password change, then the todo) and
 one Redis round trip, which both counts the view and (with rate limits on) the rate limit.
 Counted on real PostgreSQL and a Redis of our own."""
 
@@ -25,7 +26,7 @@ from todo_common.settings import Settings
 
 
 @pytest.mark.parametrize("rate_limits", [True, False], ids=["limited", "unlimited"])
-async def test_token_get_item_costs_one_query_and_one_redis_call(
+async def test_token_get_item_costs_two_queries_and_one_redis_call(
     postgres: str, databases: DatabaseFactory, tmp_path: Path, rate_limits: bool
 ) -> None:
     own_redis = RedisServer(free_port(), tmp_path)
@@ -67,7 +68,7 @@ async def test_token_get_item_costs_one_query_and_one_redis_call(
         own_redis.stop()
 
     assert response.status_code == 200
-    assert db_after - db_before == 1
+    assert db_after - db_before == 2
     assert redis_after - redis_before == 1
     todo_id = location.rsplit("/", 1)[1]
     assert pending == {f"{user_id}:{todo_id}".encode(): b"2"}  # both GETs were counted

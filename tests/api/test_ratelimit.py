@@ -163,3 +163,73 @@ def test_once_guesses_spend_the_budget_even_the_right_password_waits(
     assert right.status_code == 429  # no oracle: the right guess looks like the wrong ones
     assert right.headers["X-RateLimit-Remaining"] == "0"
     assert "Retry-After" in right.headers
+
+
+@pytest.fixture
+def limited_token_api(servers, backend: str, redis_url: str) -> ApiServer:  # type: ignore[no-untyped-def]
+    return servers.get(
+        backend,
+        TODO_USE_TOKEN_AUTH="true",
+        TODO_USE_RATE_LIMITS="true",
+        TODO_REDIS_URL=redis_url,
+        TODO_RATE_LIMIT="5/15s",
+        TODO_TRUSTED_PROXIES="1",
+    )
+
+
+TOKEN_ROUTE = "/auth/request-token"
+
+
+def test_token_route_is_limited_per_username_across_addresses(
+    limited_token_api: ApiServer,
+) -> None:
+    victim, password = limited_token_api.add_user()
+    bystander = limited_token_api.add_user()
+    with limited_token_api.client() as http:
+        guesses = [
+            http.get(TOKEN_ROUTE, auth=(victim, f"guess {i}"), headers=address()) for i in range(6)
+        ]
+        right = http.get(TOKEN_ROUTE, auth=(victim, password), headers=address())
+        other = http.get(TOKEN_ROUTE, auth=bystander, headers=address())
+
+    assert [g.status_code for g in guesses] == [401] * 5 + [429]
+    assert guesses[-1].json()["status"] == 429
+    assert "Retry-After" in guesses[-1].headers
+    assert right.status_code == 429  # from a fresh address, the name's budget is spent
+    assert other.status_code == 200  # other users are not locked out
+
+
+def test_token_route_fails_closed_while_redis_is_down(databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    own_redis = RedisServer(free_port(), tmp_path)
+    own_redis.start()
+    server = start_api(
+        {
+            "TODO_DATABASE_URL": databases.create("sqlite"),
+            "TODO_USE_TOKEN_AUTH": "true",
+            "TODO_USE_RATE_LIMITS": "true",
+            "TODO_REDIS_URL": own_redis.url,
+            "TODO_RATE_LIMIT": "50/30s",
+        },
+        tmp_path,
+    )
+    try:
+        user = server.add_user()
+        with server.client() as http:
+            token = http.get(TOKEN_ROUTE, auth=user).json()["token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+
+            own_redis.stop()
+            refused = http.get(TOKEN_ROUTE, auth=user)
+            served = http.get(TODOS, headers=bearer)
+
+            own_redis.start()
+            assert wait_until(lambda: http.get(TOKEN_ROUTE, auth=user).status_code == 200, 10)
+    finally:
+        server.stop()
+        own_redis.stop()
+    assert refused.status_code == 503
+    assert refused.json()["status"] == 503
+    assert refused.headers["content-type"] == "application/json"
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "token" not in refused.json()
+    assert served.status_code == 200  # the rest of the API fails open

@@ -148,3 +148,31 @@ def test_adduser_before_migrating_says_so(databases: DatabaseFactory) -> None:
     assert result.returncode == 1
     assert len(result.stderr.strip().splitlines()) == 1
     assert "todoctl migrate" in result.stderr
+
+
+def test_passwd_changes_the_password(backend: str, database_url: str) -> None:
+    todoctl(database_url, "adduser", "grace", "--password-stdin", stdin="old one\n")
+
+    code, output = run_on_terminal(database_url, ["passwd", "grace"], ["new one", "new one"])
+
+    assert code == 0, output
+    assert "password of 'grace' changed" in output
+    assert user_exists(database_url, "grace", "new one")
+    assert not user_exists(database_url, "grace", "old one")
+
+
+def test_passwd_of_an_unknown_user_fails_with_one_line(sqlite_url: str) -> None:
+    result = todoctl(sqlite_url, "passwd", "nobody", "--password-stdin", stdin="pw\n")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "todoctl: no user named 'nobody'"
+
+
+def test_passwd_refuses_an_empty_password_and_keeps_the_old(sqlite_url: str) -> None:
+    todoctl(sqlite_url, "adduser", "heidi", "--password-stdin", stdin="kept\n")
+
+    result = todoctl(sqlite_url, "passwd", "heidi", "--password-stdin", stdin="\n")
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == "todoctl: password must not be empty"
+    assert user_exists(sqlite_url, "heidi", "kept")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import time
 
 import jwt
@@ -32,40 +36,65 @@ def test_unknown_user_is_checked_against_a_dummy_hash() -> None:
 
 
 def test_token_round_trip_and_claims() -> None:
-    token = issue_token(SECRET, 42, ttl=60)
+    token = issue_token(SECRET, 42, ttl=60, password_version=3)
     claims = read_token(SECRET, token)
     assert claims.user_id == 42
     assert claims.expires_at - claims.issued_at == 60
-    header = jwt.get_unverified_header(token)
-    assert header["alg"] == "HS256"
+    assert claims.password_version == 3
+    assert abs(claims.issued_at - time.time()) < 5
+    assert jwt.get_unverified_header(token)["alg"] == "HS256"
+    payload = jwt.decode(token, options={"verify_signature": False})
+    assert set(payload) == {"sub", "iat", "exp", "typ", "pwv"}
+    assert payload["typ"] == "access"
+
+
+GOOD = {"sub": "1", "iat": 0, "exp": 2**40, "typ": "access", "pwv": 1}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_signed(header: dict[str, str], claims: dict[str, object], key: bytes) -> str:
+    """A JWT signed with HMAC-SHA256 under `key`, whatever algorithm its header names."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
+    signature = hmac.new(key, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def test_the_good_claims_pass() -> None:
+    """The baseline the refusals below differ from in one respect each."""
+    assert read_token(SECRET, jwt.encode(GOOD, SECRET, algorithm="HS256")).user_id == 1
+    assert read_token(SECRET, hand_signed({"alg": "HS256", "typ": "JWT"}, GOOD, SECRET.encode()))
 
 
 @pytest.mark.parametrize(
     "token",
     [
-        issue_token(SECRET, 1, ttl=60, now=time.time() - 3600),  # expired
-        issue_token("another secret entirely, also long enough", 1, ttl=60),
-        jwt.encode(
-            {"sub": "1", "iat": 0, "exp": 2**40, "typ": "access"}, SECRET, algorithm="HS512"
+        pytest.param(issue_token(SECRET, 1, ttl=60, now=time.time() - 3600), id="expired"),
+        pytest.param(issue_token("another secret entirely, also long enough", 1, 60), id="forged"),
+        pytest.param(jwt.encode(GOOD, SECRET, algorithm="HS512"), id="hs512"),
+        pytest.param(jwt.encode(GOOD, None, algorithm="none"), id="alg-none"),
+        pytest.param(jwt.encode(GOOD, None, algorithm="none") + "x", id="alg-none-signed"),
+        # RS/HS confusion: an RS256 header over an HMAC made with a key the attacker knows.
+        pytest.param(hand_signed({"alg": "RS256"}, GOOD, SECRET.encode()), id="rs256-header"),
+        pytest.param(hand_signed({"alg": "hs256"}, GOOD, SECRET.encode()), id="alg-case"),
+        *(
+            pytest.param(
+                jwt.encode({k: v for k, v in GOOD.items() if k != missing}, SECRET, "HS256"),
+                id=f"no-{missing}",
+            )
+            for missing in GOOD
         ),
-        jwt.encode({"sub": "1", "iat": 0, "exp": 2**40}, SECRET, algorithm="HS256"),
-        jwt.encode(
-            {"sub": "1", "iat": 0, "exp": 2**40, "typ": "refresh"}, SECRET, algorithm="HS256"
-        ),
-        "not-a-token",
+        pytest.param(jwt.encode({**GOOD, "typ": "refresh"}, SECRET, "HS256"), id="typ-refresh"),
+        pytest.param(jwt.encode({**GOOD, "pwv": "1"}, SECRET, "HS256"), id="pwv-string"),
+        pytest.param(jwt.encode({**GOOD, "sub": "me"}, SECRET, "HS256"), id="sub-not-an-id"),
+        pytest.param("not-a-token", id="garbage"),
     ],
 )
 def test_bad_tokens_are_refused(token: str) -> None:
     with pytest.raises(InvalidTokenError):
         read_token(SECRET, token)
-
-
-def test_unsigned_token_is_refused() -> None:
-    unsigned = jwt.encode(
-        {"sub": "1", "iat": 0, "exp": 2**40, "typ": "access"}, None, algorithm="none"
-    )
-    with pytest.raises(InvalidTokenError):
-        read_token(SECRET, unsigned)
 
 
 def test_verified_passwords_remember_only_the_same_hash_and_password() -> None:

@@ -1,4 +1,4 @@
-"""`todoctl`: operate a todo deployment (schema migrations, user registration).
+"""`todoctl`: operate a todo deployment (schema migrations, users and their passwords).
 
 Every failure ends with one line on stderr and exit status 1; nothing is half-written.
 """
@@ -18,7 +18,7 @@ from todo_common.db import create_engine, create_sessionmaker
 from todo_common.logs import configure_logging
 from todo_common.migrate import DatabaseUnavailableError, upgrade_database
 from todo_common.settings import Settings, load_settings
-from todo_common.users import UserExistsError, check_username, create_user
+from todo_common.users import UserExistsError, change_password, check_username, create_user
 
 
 class CommandError(Exception):
@@ -39,6 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     adduser.add_argument("name")
     adduser.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    passwd = commands.add_parser(
+        "passwd", help="change a user's password (revokes every token issued before)"
+    )
+    passwd.add_argument("name")
+    passwd.add_argument(
+        "--password-stdin", action="store_true", help="read the new password from standard input"
     )
     return parser
 
@@ -65,6 +72,13 @@ async def _migrate(settings: Settings, wait: float) -> str:
     return f"database schema upgraded from {before or 'empty'} to {after}"
 
 
+def _unwritable(error: DBAPIError) -> CommandError:
+    reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+    return CommandError(
+        f"cannot write to the database ({reason}); is it up and migrated (todoctl migrate)?"
+    )
+
+
 async def _adduser(settings: Settings, name: str, password: str) -> str:
     engine = create_engine(settings)
     try:
@@ -73,13 +87,24 @@ async def _adduser(settings: Settings, name: str, password: str) -> str:
     except UserExistsError as error:
         raise CommandError(f"user {name!r} already exists") from error
     except (OperationalError, DBAPIError) as error:
-        reason = str(error.orig).splitlines()[0] if error.orig else str(error)
-        raise CommandError(
-            f"cannot write to the database ({reason}); is it up and migrated (todoctl migrate)?"
-        ) from error
+        raise _unwritable(error) from error
     finally:
         await engine.dispose()
     return f"user {user.username!r} added (id {user.id})"
+
+
+async def _passwd(settings: Settings, name: str, password: str) -> str:
+    engine = create_engine(settings)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            version = await change_password(session, name, password)
+    except (OperationalError, DBAPIError) as error:
+        raise _unwritable(error) from error
+    finally:
+        await engine.dispose()
+    if version is None:
+        raise CommandError(f"no user named {name!r}")
+    return f"password of {name!r} changed; tokens issued before now no longer work"
 
 
 def run(argv: Sequence[str] | None = None) -> str:
@@ -93,6 +118,8 @@ def run(argv: Sequence[str] | None = None) -> str:
     if problem:
         raise CommandError(problem)
     password = _read_password(args.password_stdin)
+    if args.command == "passwd":
+        return asyncio.run(_passwd(settings, args.name, password))
     return asyncio.run(_adduser(settings, args.name, password))
 
 

@@ -3,6 +3,11 @@
 Verifying a password takes tens of milliseconds of CPU by design, so callers in an event loop run
 `verify_password` in a thread. Unknown users are checked against a dummy hash so that "no such user"
 and "wrong password" cost the same time and cannot be told apart.
+
+A token carries `sub` (user id), `iat`, `exp`, `typ` ("access") and `pwv`, the user's password
+version when it was issued: whoever accepts a token also checks `pwv` against the user's current
+version, so a password change revokes every token issued before it. Only HS256 is accepted: a
+token whose header names any other algorithm (`none`, RS256, HS512, ...) is refused.
 """
 
 from __future__ import annotations
@@ -50,15 +55,24 @@ class TokenClaims:
     user_id: int
     issued_at: int
     expires_at: int
+    password_version: int
 
 
 class InvalidTokenError(Exception):
     """The token is malformed, forged, of the wrong type or expired."""
 
 
-def issue_token(secret_key: str, user_id: int, ttl: int, now: float | None = None) -> str:
+def issue_token(
+    secret_key: str, user_id: int, ttl: int, password_version: int = 1, now: float | None = None
+) -> str:
     issued = int(now if now is not None else time.time())
-    claims = {"sub": str(user_id), "iat": issued, "exp": issued + ttl, "typ": TOKEN_TYPE}
+    claims = {
+        "sub": str(user_id),
+        "iat": issued,
+        "exp": issued + ttl,
+        "typ": TOKEN_TYPE,
+        "pwv": password_version,
+    }
     return jwt.encode(claims, secret_key, algorithm=TOKEN_ALGORITHM)
 
 
@@ -68,12 +82,17 @@ def read_token(secret_key: str, token: str) -> TokenClaims:
             token,
             secret_key,
             algorithms=[TOKEN_ALGORITHM],
-            options={"require": ["exp", "iat", "sub", "typ"]},
+            options={"require": ["exp", "iat", "sub", "typ", "pwv"]},
         )
         if claims["typ"] != TOKEN_TYPE:
             raise InvalidTokenError("not an access token")
+        if not all(type(claims[name]) is int for name in ("iat", "exp", "pwv")):
+            raise InvalidTokenError("iat, exp and pwv must be integers")
         return TokenClaims(
-            user_id=int(claims["sub"]), issued_at=int(claims["iat"]), expires_at=claims["exp"]
+            user_id=int(claims["sub"]),
+            issued_at=claims["iat"],
+            expires_at=claims["exp"],
+            password_version=claims["pwv"],
         )
     except (jwt.PyJWTError, ValueError, TypeError) as error:
         raise InvalidTokenError(str(error)) from error

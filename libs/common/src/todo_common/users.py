@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from todo_common.models import USERNAME_MAX, User
 from todo_common.security import VerifiedPasswords, hash_password, verify_password
@@ -40,6 +40,27 @@ async def create_user(session: AsyncSession, username: str, password: str) -> Us
         await session.rollback()
         raise UserExistsError(username) from error
     return user
+
+
+async def change_password(session: AsyncSession, username: str, password: str) -> int | None:
+    """Set a new password and bump the password version (revoking older tokens); commit.
+
+    Returns the new password version, or None when there is no such user.
+    """
+    password_hash = await asyncio.to_thread(hash_password, password)
+    version = await session.scalar(
+        update(User)
+        .where(User.username == username)
+        .values(password_hash=password_hash, password_version=User.password_version + 1)
+        .returning(User.password_version)
+    )
+    await session.commit()
+    return version
+
+
+async def get_password_version(reader: AsyncConnection | AsyncSession, user_id: int) -> int | None:
+    """The user's current password version (what valid tokens carry), None if no such user."""
+    return await reader.scalar(select(User.password_version).where(User.id == user_id))
 
 
 async def get_user_by_name(session: AsyncSession, username: str) -> User | None:

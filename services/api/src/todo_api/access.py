@@ -6,10 +6,15 @@ address's window is looked at: once an address has spent its budget, it gets 429
 password being verified, so guessing neither burns Argon2id time nor learns which guess was right.
 `g.rate_limit` carries the window to the response, where the X-RateLimit-* headers are added.
 A GET of a todo also has its view counted by the same Redis call (see `todo_api.hits`).
+
+The login route (`/auth/request-token`) is also limited per username, so guessing one user's
+password from many addresses is slowed too, and it fails closed: while Redis cannot be reached it
+answers 503 rather than let password guessing run unlimited. Every other route fails open.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 
 from quart import current_app, g, request
@@ -33,9 +38,13 @@ VIEW_ENDPOINT = "todos.get_todo_item"
 Authenticator = Callable[[Credentials | None], Awaitable[Principal | None]]
 
 
-def current_user_id() -> int:
+def current_principal() -> Principal:
     principal: Principal = g.principal
-    return principal.user_id
+    return principal
+
+
+def current_user_id() -> int:
+    return current_principal().user_id
 
 
 def _too_many(limiter: RateLimiter, state: WindowState) -> APIError:
@@ -43,11 +52,41 @@ def _too_many(limiter: RateLimiter, state: WindowState) -> APIError:
     return APIError(429, f"rate limit of {limiter.rule} exceeded; retry in {state.retry_after}s")
 
 
-async def admit(authenticator: Authenticator = authenticate, password_only: bool = False) -> None:
+def _limiter_unavailable() -> APIError:
+    return APIError(503, "logins are paused: the rate limiter is unreachable", {"Retry-After": "5"})
+
+
+def _username_identity(credentials: Credentials | None) -> str | None:
+    if credentials is None or credentials.scheme != "basic":
+        return None
+    # Hashed: a key stays short and printable whatever the client sent as a name.
+    return "login:" + hashlib.sha256(credentials.username.encode()).hexdigest()[:32]
+
+
+async def _limit_login(limiter: RateLimiter, address: str, credentials: Credentials | None) -> None:
+    """Count a login attempt against its username and check its address; fail closed."""
+    username = _username_identity(credentials)
+    if username is not None:
+        attempts = await limiter.hit(username)
+        if attempts is None:
+            raise _limiter_unavailable()
+        if attempts.exceeded:
+            raise _too_many(limiter, attempts)
+    spent = await limiter.peek(address)
+    if spent is None:
+        raise _limiter_unavailable()
+    if spent.exceeded:
+        raise _too_many(limiter, spent)
+
+
+async def admit(authenticator: Authenticator = authenticate, login: bool = False) -> None:
+    """Authenticate the caller and count the request; `login` marks the token route."""
     credentials = read_credentials()
     limiter: RateLimiter | None = current_app.extensions.get(LIMITER)
     address = f"addr:{request.remote_addr}"
-    if limiter is not None and checks_a_password(credentials):
+    if limiter is not None and login:
+        await _limit_login(limiter, address, credentials)
+    elif limiter is not None and checks_a_password(credentials):
         spent = await limiter.peek(address)
         if spent is not None and spent.exceeded:
             raise _too_many(limiter, spent)
@@ -55,6 +94,8 @@ async def admit(authenticator: Authenticator = authenticate, password_only: bool
     if limiter is not None:
         identity = f"user:{principal.user_id}" if principal else address
         state = await limiter.hit(identity, _view_to_count(principal))
+        if state is None and login:
+            raise _limiter_unavailable()
         g.rate_limit = state
         if state is not None and state.view_counted:
             g.view_counted = True
@@ -65,7 +106,7 @@ async def admit(authenticator: Authenticator = authenticate, password_only: bool
         if state is not None and state.exceeded:
             raise _too_many(limiter, state)
     if principal is None:
-        raise unauthorized(password_only=password_only)
+        raise unauthorized(password_only=login)
     g.principal = principal
 
 

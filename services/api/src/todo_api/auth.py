@@ -1,8 +1,9 @@
 """Who is calling: HTTP Basic passwords, or signed tokens (Basic `token:` or Bearer).
 
 Seed semantics: with `TODO_USE_TOKEN_AUTH` off the API takes username:password; with it on, the API
-takes only tokens and a password is good for nothing but `GET /auth/request-token`. Verifying a
-token needs no database, which keeps the hot path at one query.
+takes only tokens and a password is good for nothing but `GET /auth/request-token`. A token's
+signature is checked in memory; one primary-key read then compares its password version with the
+user's, so a password change (`todoctl passwd`) revokes older tokens at once, on every replica.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from quart import Quart, current_app, request
 from todo_api.errors import APIError
 from todo_api.resources import database, settings_of
 from todo_common.security import InvalidTokenError, TokenReader, VerifiedPasswords
-from todo_common.users import authenticate_user
+from todo_common.users import authenticate_user, get_password_version
 
 VERIFIED_PASSWORDS = "todo.verified_passwords"
 TOKEN_READER = "todo.token_reader"  # noqa: S105 (an extension name, not a secret)
@@ -37,6 +38,7 @@ class Credentials:
 @dataclass(frozen=True)
 class Principal:
     user_id: int
+    password_version: int
 
 
 def read_credentials() -> Credentials | None:
@@ -78,10 +80,10 @@ async def verify_password_credentials(credentials: Credentials) -> Principal | N
         user = await authenticate_user(
             session, credentials.username, credentials.password, verified
         )
-    return Principal(user.id) if user is not None else None
+    return Principal(user.id, user.password_version) if user is not None else None
 
 
-def verify_token_credentials(credentials: Credentials) -> Principal | None:
+async def verify_token_credentials(credentials: Credentials) -> Principal | None:
     token = credentials.username  # Bearer value, or the seed's Basic "token:" form
     if credentials.scheme == "basic" and credentials.password:
         return None
@@ -90,7 +92,11 @@ def verify_token_credentials(credentials: Credentials) -> Principal | None:
         claims = reader.read(token)
     except InvalidTokenError:
         return None
-    return Principal(claims.user_id)
+    async with database(current_app).connection() as connection:
+        current_version = await get_password_version(connection, claims.user_id)
+    if current_version != claims.password_version:
+        return None  # revoked by a password change, or the user is gone
+    return Principal(claims.user_id, claims.password_version)
 
 
 async def authenticate(credentials: Credentials | None) -> Principal | None:
@@ -98,7 +104,7 @@ async def authenticate(credentials: Credentials | None) -> Principal | None:
     if credentials is None:
         return None
     if settings_of(current_app).use_token_auth:
-        return verify_token_credentials(credentials)
+        return await verify_token_credentials(credentials)
     if credentials.scheme != "basic":
         return None
     return await verify_password_credentials(credentials)

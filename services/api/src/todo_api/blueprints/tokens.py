@@ -1,7 +1,8 @@
 """`/auth/request-token`: trade a username and password for a signed, expiring token.
 
 Mounted only when TODO_USE_TOKEN_AUTH is on. Only a password is accepted here (a token cannot
-renew itself), and the answer must never be cached.
+renew itself), and the answer must never be cached. With rate limits on, attempts are limited per
+username as well as per address, and the route fails closed when Redis is down (see access.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 
-from todo_api.access import admit, current_user_id
+from todo_api.access import admit, current_principal
 from todo_api.auth import Credentials, Principal, verify_password_credentials
 from todo_api.conditional import json_response
 from todo_api.resources import settings_of
@@ -29,14 +30,17 @@ async def _password_only(credentials: Credentials | None) -> Principal | None:
 
 @blueprint.before_request
 async def require_password() -> None:
-    await admit(_password_only, password_only=True)
+    await admit(_password_only, login=True)
 
 
 @blueprint.get("/request-token")
 @document_response(TokenOut)
 async def request_token() -> Response:
     settings = settings_of(current_app)
-    token = issue_token(settings.secret_key, current_user_id(), settings.token_ttl)
+    principal = current_principal()
+    token = issue_token(
+        settings.secret_key, principal.user_id, settings.token_ttl, principal.password_version
+    )
     return json_response(
         {"token": token, "expires_in": settings.token_ttl},
         headers={"Cache-Control": NO_CACHE},
