@@ -25,6 +25,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.login import login_medians
 from bench.servers import Server, argon2_verifications_per_second, start_api, start_ceiling
 from bench.wrk import Result, run_wrk
 from todo_common.security import issue_token
@@ -229,6 +230,7 @@ def main() -> None:
         rows.append(measure("GET item, no hits/metrics", plain_item, wrk_env(reader)))
         rss_after = api.rss_mib()
         argon2 = argon2_verifications_per_second()
+        login = login_medians(api.url, "reader")
     finally:
         for server in servers:
             server.stop()
@@ -236,10 +238,16 @@ def main() -> None:
             ["psql", POSTGRES, "-qc", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
             check=False,
         )
-    report(rows, rss_before, rss_after, argon2)
+    report(rows, rss_before, rss_after, argon2, login)
 
 
-def report(rows: list[Row], rss_before: float, rss_after: float, argon2: float) -> None:
+def report(
+    rows: list[Row],
+    rss_before: float,
+    rss_after: float,
+    argon2: float,
+    login: tuple[float, float],
+) -> None:
     ceiling = rows[0].rps
     for row in rows:
         row.ratio = row.rps / ceiling if ceiling else 0.0
@@ -255,6 +263,10 @@ def report(rows: list[Row], rss_before: float, rss_after: float, argon2: float) 
     print("\n" + "\n".join(lines))
     print(f"\nAPI RSS (2 workers + parent): {rss_before:.0f} MiB before, {rss_after:.0f} MiB after")
     print(f"Argon2id verifications per second, 2 processes: {argon2:.0f}")
+    print(
+        f"Refused login, median: unknown user {login[0]:.1f} ms, wrong password {login[1]:.1f} ms"
+        f" (ratio {login[0] / login[1]:.2f})"
+    )
     results = HERE / "results"
     results.mkdir(exist_ok=True)
     out = results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -268,6 +280,7 @@ def report(rows: list[Row], rss_before: float, rss_after: float, argon2: float) 
                 "rows": [asdict(r) for r in rows],
                 "rss_mib": [rss_before, rss_after],
                 "argon2_per_second": argon2,
+                "login_median_ms": {"unknown_user": login[0], "wrong_password": login[1]},
             },
             indent=2,
         )
