@@ -4,23 +4,18 @@ from __future__ import annotations
 
 from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
-from quart_schema import HttpSecurityScheme, QuartSchema
-from quart_schema.extension import SecuritySchemeInput
+from quart_schema import QuartSchema
 
 from todo_api import auth, observability
 from todo_api.access import LIMITER
 from todo_api.blueprints import docs, ops, stats, todos, tokens
 from todo_api.errors import register_error_handlers
 from todo_api.hits import HitCounter
+from todo_api.openapi import TodoOpenAPIProvider
 from todo_api.ratelimit import RateLimiter
 from todo_api.resources import Database, Redis, attach_settings
 from todo_common.security import warm_up
 from todo_common.settings import Settings, load_settings
-
-SECURITY_SCHEMES: dict[str, SecuritySchemeInput] = {
-    "basic": HttpSecurityScheme(type="http", scheme="basic"),
-    "bearer": HttpSecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-}
 
 
 def create_app(settings: Settings | None = None) -> Quart:
@@ -41,8 +36,8 @@ def create_app(settings: Settings | None = None) -> Quart:
         swagger_ui_path=None,
         redoc_ui_path=None,
         scalar_ui_path=None,
-        security_schemes=SECURITY_SCHEMES,
-        security=[{"bearer": []}, {"basic": []}] if settings.use_token_auth else [{"basic": []}],
+        # Security, error responses, headers and links are added there (see todo_api.openapi).
+        openapi_provider_class=TodoOpenAPIProvider,
     )
     Database(settings).init_app(app)
     auth.init_app(app, settings.secret_key)

@@ -3,8 +3,10 @@
 The links we emit are keyset cursors as well as page numbers: `next` carries `after=<last id on
 this page>` and `prev` carries `before=<first id>`, so following them is an index seek however deep
 the page. A bare `page=N` (as in `first`, `last` or a client's own URL) is served by skipping rows
-from whichever end is nearer. Page numbers in cursor links are what the client was told; if todos
-are added or deleted meanwhile, the cursor stays exact and the number may drift by the difference.
+from whichever end is nearer. `after` and `before` together bound a range rather than being refused:
+OpenAPI cannot say "not both", and every query the spec allows must be served. Page numbers in
+cursor links are what the client was told; if todos are added or deleted meanwhile, the cursor
+stays exact and the number may drift by the difference.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from typing import Any
 from quart import request, url_for
 
 from todo_api.errors import APIError
+from todo_api.schemas import ID_MAX, PAGE_MAX
 from todo_api.store import Window
 from todo_common.settings import Settings
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,9 @@ class Page:
         return self.after is None and self.before is None and self.number > 1
 
     def window(self, total: int | None = None) -> Window:
-        if self.after is not None:
-            return Window(limit=self.size, after=self.after)
-        if self.before is not None:
-            return Window(limit=self.size, before=self.before)
+        if self.after is not None or self.before is not None:
+            # Both together bound a range: the page just before `before`, none at or below `after`.
+            return Window(limit=self.size, after=self.after, before=self.before)
         skip = (self.number - 1) * self.size
         if total is not None:
             beyond = total - self.number * self.size  # todos after this page
@@ -61,12 +62,10 @@ def _positive_int(name: str, default: int | None, largest: int) -> int | None:
 
 def requested_page(settings: Settings) -> Page:
     """Page, per_page (capped at TODO_PER_PAGE_MAX) and a cursor from the query."""
-    number = _positive_int("page", 1, 10**9)
-    size = _positive_int("per_page", settings.per_page_default, 10**9)
-    after = _positive_int("after", None, _MAX_ID)
-    before = _positive_int("before", None, _MAX_ID)
-    if after is not None and before is not None:
-        raise APIError(400, "give either after or before, not both")
+    number = _positive_int("page", 1, PAGE_MAX)
+    size = _positive_int("per_page", settings.per_page_default, PAGE_MAX)
+    after = _positive_int("after", None, ID_MAX)
+    before = _positive_int("before", None, ID_MAX)
     assert number is not None and size is not None
     return Page(number, min(size, settings.per_page_max), after, before)
 

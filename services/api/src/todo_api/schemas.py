@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from todo_common.models import NAME_MAX, TASK_MAX
+
+# What `_no_nul` enforces, as the spec says it (PostgreSQL text cannot hold NUL).
+NO_NUL: dict[str, Any] = {"pattern": "^[^\\u0000]*$"}
 
 
 class TodoIn(BaseModel):
@@ -19,8 +23,16 @@ class TodoIn(BaseModel):
             raise ValueError("must not contain the NUL character")
         return value
 
-    name: Annotated[StrictStr, Field(min_length=1, max_length=NAME_MAX, examples=["buy"])]
-    task: Annotated[StrictStr, Field(min_length=1, max_length=TASK_MAX, examples=["buy groceries"])]
+    name: Annotated[
+        StrictStr,
+        Field(min_length=1, max_length=NAME_MAX, examples=["buy"], json_schema_extra=NO_NUL),
+    ]
+    task: Annotated[
+        StrictStr,
+        Field(
+            min_length=1, max_length=TASK_MAX, examples=["buy groceries"], json_schema_extra=NO_NUL
+        ),
+    ]
 
 
 class TodoOut(BaseModel):
@@ -46,11 +58,33 @@ class TodoPage(BaseModel):
     meta: PageMeta
 
 
+# The bounds `todo_api.pagination` enforces (a 400 beyond them).
+PAGE_MAX = 10**9
+ID_MAX = 2**63 - 1
+
+
+def _without_null_defaults(schema: dict[str, Any]) -> None:
+    for field in schema.get("properties", {}).values():
+        if "default" in field and field["default"] is None:
+            del field["default"]
+
+
+# SkipJsonSchema keeps `null`, which no query string can carry, out of the documented types.
+PageNumber = Annotated[int, Field(ge=1, le=PAGE_MAX)] | SkipJsonSchema[None]
+Cursor = Annotated[int, Field(ge=1, le=ID_MAX)] | SkipJsonSchema[None]
+
+
 class PageQuery(BaseModel):
-    page: int | None = Field(default=None, ge=1)
-    per_page: int | None = Field(default=None, ge=1)
-    after: int | None = Field(default=None, ge=1, description="cursor: todos after this id")
-    before: int | None = Field(default=None, ge=1, description="cursor: todos before this id")
+    """Documentation only: `todo_api.pagination` parses the query."""
+
+    model_config = ConfigDict(json_schema_extra=_without_null_defaults)
+
+    page: PageNumber = None
+    per_page: PageNumber = Field(default=None, description="capped at TODO_PER_PAGE_MAX")
+    after: Cursor = Field(default=None, description="cursor: only todos after this id")
+    before: Cursor = Field(
+        default=None, description="cursor: the page of todos just before this id"
+    )
 
 
 class Empty(BaseModel):
@@ -73,15 +107,15 @@ class StatsOut(BaseModel):
     most_viewed: list[ViewedTodo] = Field(description="the caller's most viewed todos, up to 5")
 
 
-class Problem(BaseModel):
-    """Every error: the seed's keys plus RFC 9457's."""
+class ErrorOut(BaseModel):
+    """Every 4xx/5xx answer: the seed's keys plus RFC 9457's (see `todo_api.errors`)."""
 
-    status: int
-    error: str
-    message: str
-    type: str = "about:blank"
-    title: str
-    detail: str
+    status: int = Field(ge=400, le=599, description="the HTTP status code")
+    error: str = Field(description="the reason phrase, lower case")
+    message: str = Field(description="what went wrong, for a human")
+    type: str = Field(description="RFC 9457 problem type; always about:blank")
+    title: str = Field(description="RFC 9457: the reason phrase")
+    detail: str = Field(description="RFC 9457: the same as message")
 
 
 class Health(BaseModel):

@@ -26,7 +26,7 @@ from todo_api.errors import APIError
 from todo_api.hits import counting_view
 from todo_api.pagination import page_meta, requested_page
 from todo_api.resources import database, settings_of
-from todo_api.schemas import Empty, PageQuery, TodoIn, TodoOut, TodoPage
+from todo_api.schemas import ID_MAX, Empty, PageQuery, TodoIn, TodoOut, TodoPage
 from todo_api.store import (
     TodoRow,
     Versions,
@@ -43,7 +43,7 @@ blueprint = Blueprint("todos", __name__, url_prefix="/api/v1.0/todos")
 blueprint.before_request(require_user)
 
 # Ids beyond a signed 64-bit integer cannot exist; routing answers 404 instead of a DB error.
-TODO_ID = "<int(max=9223372036854775807):todo_id>"
+TODO_ID = f"<int(max={ID_MAX}):todo_id>"
 
 
 def todo_url(todo_id: int) -> str:
