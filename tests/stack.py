@@ -8,16 +8,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 from tests.support import (
     ApiServer,
     ServiceProcess,
+    fetch,
     start_api,
     start_service,
     start_worker,
     wait_until,
 )
-from todo_common.celery_app import FLUSH_HIT_COUNTS, create_celery
+from todo_common.celery_app import FLUSH_HIT_COUNTS, QUEUE, create_celery
 from todo_common.settings import Settings
 
 
@@ -66,6 +68,26 @@ class Stack:
 
     def user_client(self) -> httpx.Client:
         return self.api.client(auth=self.api.add_user())
+
+    def hits_in_database(self) -> int:
+        """Every hit flushed so far, read from the database itself (not through the API)."""
+        rows = fetch(self.env["TODO_DATABASE_URL"], "SELECT coalesce(sum(hits), 0) FROM todo_hits")
+        return int(rows[0][0])
+
+    def broker_messages(self) -> tuple[int, int]:
+        """(messages waiting in the task queue, messages delivered but not yet acked)."""
+        prefix = self.env["TODO_REDIS_KEY_PREFIX"]
+        client = redis.Redis.from_url(self.env["TODO_REDIS_URL"])
+        try:
+            # kombu keeps one list per priority step: "todo", then "todo\x06\x163", ...
+            queued = sum(
+                int(client.llen(key))
+                for key in client.scan_iter(f"{prefix}{QUEUE}*")
+                if client.type(key) == b"list"
+            )
+            return queued, int(client.hlen(f"{prefix}unacked"))
+        finally:
+            client.close()
 
 
 def new_todo(client: httpx.Client) -> str:

@@ -1,4 +1,5 @@
-"""Helpers for tests: real processes (todo-api, redis-server), users and HTTP clients."""
+"""Helpers for tests: real processes (todo-api, workers, redis-server, throwaway PostgreSQL
+clusters), users and HTTP clients."""
 
 from __future__ import annotations
 
@@ -11,15 +12,20 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from todo_common.db import create_engine, create_sessionmaker
+from todo_common.migrate import upgrade_database
 from todo_common.settings import Settings
 from todo_common.users import create_user
 
@@ -52,6 +58,43 @@ def answers_ok(url: str, timeout: float = 1) -> bool:
         return False
 
 
+def json_records(log: str) -> list[dict[str, object]]:
+    """The JSON records of a process's log (other lines, such as Celery's warnings, skipped)."""
+    records = []
+    for line in log.splitlines():
+        if line.startswith("{"):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+    return records
+
+
+def connection_refused(url: str) -> bool:
+    """Whether a new TCP connection to `url`'s host and port is refused now."""
+    address = httpx.URL(url)
+    try:
+        with socket.create_connection((address.host, address.port or 80), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
+def fetch(database_url: str, query: str, *args: object) -> list[asyncpg.Record]:
+    """Rows of `query` run directly on a PostgreSQL database given by its SQLAlchemy URL."""
+
+    async def _fetch() -> list[asyncpg.Record]:
+        connection = await asyncpg.connect(database_url.replace("+asyncpg", "", 1))
+        try:
+            return list(await connection.fetch(query, *args))
+        finally:
+            await connection.close()
+
+    return asyncio.run(_fetch())
+
+
 def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -59,6 +102,18 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return False
+
+
+def scrape(base_url: str, metric: str, **labels: str) -> float:
+    """The sum of the samples of `metric` at `base_url`/metrics whose labels include `labels`
+    (0 when there are none)."""
+    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == metric and labels.items() <= sample.labels.items():
+                total += sample.value
+    return total
 
 
 @dataclass
@@ -75,6 +130,10 @@ class ApiServer:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def records(self) -> list[dict[str, object]]:
+        """The JSON log records so far (one `request` record per request the app answered)."""
+        return json_records(self.log())
 
     def client(self, auth: httpx.Auth | tuple[str, str] | None = None, **kwargs) -> httpx.Client:  # type: ignore[no-untyped-def]
         return httpx.Client(base_url=self.url, auth=auth, timeout=10, **kwargs)
@@ -188,6 +247,24 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
 
+    def shutdown_keeping_data(self) -> None:
+        """Stop the way a Redis with persistence stops: write the data set to dump.rdb in the
+        folder, then exit; `start()` loads it again (this server otherwise never saves)."""
+        assert self.process is not None
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"SHUTDOWN SAVE\r\n")
+            sock.recv(1024)  # the server closes the connection once it has saved
+        self.process.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers (a hung server)."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
 
 class RoundTripCounter:
     """A TCP proxy that counts a client's round trips to a server (PostgreSQL, Redis, ...).
@@ -256,24 +333,11 @@ class ServiceProcess:
 
     def records(self) -> list[dict[str, object]]:
         """The JSON log records so far (non-JSON lines, such as Celery's warnings, skipped)."""
-        records = []
-        for line in self.log().splitlines():
-            if line.startswith("{"):
-                try:
-                    records.append(json.loads(line))
-                except ValueError:
-                    continue
-        return records
+        return json_records(self.log())
 
     def metric(self, metric: str, **labels: str) -> float:
         """The sum of `metric`'s samples whose labels include `labels` (0 when there are none)."""
-        text = httpx.get(f"{self.metrics_url}/metrics", timeout=5).text
-        total = 0.0
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == metric and labels.items() <= sample.labels.items():
-                    total += sample.value
-        return total
+        return scrape(self.metrics_url, metric, **labels)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         if self.process.poll() is None:
@@ -327,3 +391,230 @@ def start_worker(settings: dict[str, str], folder: Path, *args: str) -> ServiceP
         worker.kill()
         raise RuntimeError(f"todo-worker never became ready:\n{worker.log()}")
     return worker
+
+
+def postgres_binary(name: str) -> str | None:
+    """A PostgreSQL server program (initdb, pg_ctl), newest installed version first."""
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).exists():
+            return str(folder / name)
+    return shutil.which(name)
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster (initdb + pg_ctl) on a free port, which a test may stop,
+    kill, freeze and start again without touching the shared server.
+
+    initdb and pg_ctl refuse to run as root, so as root they run as the `postgres` user, in a
+    folder of its own outside pytest's (private) temp folders. fsync is off: these clusters only
+    have to survive their processes dying, never the machine.
+    """
+
+    def __init__(self) -> None:
+        initdb, pg_ctl = postgres_binary("initdb"), postgres_binary("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            raise RuntimeError("PostgreSQL server programs (initdb, pg_ctl) are not installed")
+        self.pg_ctl = pg_ctl
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="todo-pg-"))
+        self.data = self.folder / "data"
+        self.log_path = self.folder / "postgres.log"
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._as_owner(initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _as_owner(self, *command: str) -> None:
+        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        result = subprocess.run(
+            [*prefix, *command], capture_output=True, text=True, timeout=60, check=False
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}")
+
+    @property
+    def admin_dsn(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c full_page_writes=off"
+        )
+        self._as_owner(
+            self.pg_ctl,
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log_path),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """`fast`: a clean shutdown (clients are disconnected); `immediate`: every server process
+        quits at once, without a checkpoint, as if killed (crash recovery on the next start)."""
+        self._as_owner(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
+
+    def _pids(self) -> list[int]:
+        """The postmaster and every process it has forked (backends, checkpointer, ...)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
+        ).stdout.split()
+        return [postmaster, *(int(pid) for pid in children)]
+
+    def freeze(self) -> None:
+        """SIGSTOP the whole server: connections stay open but nothing answers (a hung
+        server or a network that drops packets)."""
+        for pid in self._pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    def create_database(self, name: str = "todo") -> str:
+        """Create and migrate database `name`; returns its SQLAlchemy URL."""
+
+        async def create() -> None:
+            connection = await asyncpg.connect(self.admin_dsn)
+            try:
+                await connection.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await connection.close()
+
+        asyncio.run(create())
+        url = self.url(name)
+        asyncio.run(upgrade_database(Settings(database_url=url)))
+        return url
+
+    def destroy(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(Exception):
+                self.thaw()
+            with contextlib.suppress(Exception):
+                self.stop("immediate")
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+TODOS_PATH = "/api/v1.0/todos/"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request of a load run: when it was sent and answered (time.monotonic()), and how."""
+
+    name: str
+    started: float
+    finished: float
+    status: int | None  # None: no HTTP response at all (`error` says why)
+    headers: dict[str, str]
+    body: str
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        return self.finished - self.started
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+    def __str__(self) -> str:
+        answer = self.status if self.status is not None else self.error
+        return f"{self.name} -> {answer} in {self.seconds:.2f}s: {self.body[:200]}"
+
+
+class Load:
+    """Client threads hammering the API until stopped, each as a user of its own: POST a todo,
+    GET the list, GET a todo, over and over. Every outcome is kept, for the test to check them
+    all; use as a context manager (stopping waits for the requests in flight)."""
+
+    def __init__(
+        self, server: ApiServer, clients: int = 4, pause: float = 0.005, timeout: float = 30
+    ) -> None:
+        self.server = server
+        self.users = [server.add_user() for _ in range(clients)]
+        self.pause = pause
+        self.timeout = timeout
+        self.outcomes: list[Outcome] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Load:
+        for user in self.users:
+            thread = threading.Thread(target=self._client, args=(user,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def stop(self) -> list[Outcome]:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+        return self.outcomes
+
+    def between(self, start: float, end: float) -> list[Outcome]:
+        """The outcomes of requests sent at or after `start` and answered by `end`."""
+        return [o for o in list(self.outcomes) if start <= o.started and o.finished <= end]
+
+    def since(self, start: float) -> list[Outcome]:
+        return [o for o in list(self.outcomes) if o.started >= start]
+
+    def _client(self, user: tuple[str, str]) -> None:
+        item: str | None = None
+        with httpx.Client(base_url=self.server.url, auth=user, timeout=self.timeout) as http:
+            while not self._stop.is_set():
+                created = self._send(http, "POST", TODOS_PATH, {"name": "load", "task": "go"})
+                if created is not None and created.status_code == 201:
+                    item = created.headers["Location"]
+                for _ in range(3):
+                    self._send(http, "GET", TODOS_PATH)
+                    if item is not None:
+                        self._send(http, "GET", item)
+                    time.sleep(self.pause)
+
+    def _send(
+        self, http: httpx.Client, method: str, url: str, body: object = None
+    ) -> httpx.Response | None:
+        name = f"{method} {'list' if url == TODOS_PATH and method == 'GET' else url}"
+        started = time.monotonic()
+        try:
+            response = http.request(method, url, json=body)
+        except httpx.HTTPError as error:
+            self.outcomes.append(
+                Outcome(name, started, time.monotonic(), None, {}, "", repr(error))
+            )
+            return None
+        self.outcomes.append(
+            Outcome(
+                name,
+                started,
+                time.monotonic(),
+                response.status_code,
+                dict(response.headers),
+                response.text,
+            )
+        )
+        return response
+
+
+def need_program(name: str, path: str | None) -> str:
+    """`path` of program `name`, or skip the test (fail it under CI=true) when it is missing."""
+    if path is not None:
+        return path
+    reason = f"{name} is not installed"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI=true: a missing program is a failure)")
+    pytest.skip(reason)

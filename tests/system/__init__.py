@@ -1,0 +1,1 @@
+"""System tests: the running processes together, under faults of their dependencies and load."""

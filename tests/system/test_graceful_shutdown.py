@@ -1,0 +1,274 @@
+"""SIGTERM to real processes: `todo-api` under steady load drains what it accepted and refuses the
+rest; `todo-worker` in the middle of a flush finishes it, acks it and exits 0.
+
+"Accepted" is precise here: the server read a request's head (the app then logs it with the
+X-Request-ID each client request carries). Such a request must reach its client whole. A request
+the server never read may fail, and only in two ways: its connection is refused, or it was sent on
+a keep-alive connection the server was closing as idle (the server never saw it; HTTP/1.1 allows
+this race, RFC 9112 9.3.1). Both are checked against the server's log, request by request.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DatabaseFactory
+from tests.stack import Stack, new_todo, view
+from tests.support import ApiServer, connection_refused, fetch, start_api, wait_until
+from todo_common.celery_app import FLUSH_HIT_COUNTS
+
+GRACEFUL_TIMEOUT = 8.0
+STEADY_CLIENTS = 6
+SLOW_CLIENTS = 2
+SLOW_UPLOAD_SECONDS = 2.0  # each slow POST trickles its body over this long, across the SIGTERM
+EXPECTED = {"POST": 201, "GET": 200, "LIST": 200, "PUT": 200, "DELETE": 200}
+KINDS = tuple(EXPECTED)
+TODOS = "/api/v1.0/todos/"
+
+
+@dataclass
+class Outcome:
+    request_id: str
+    kind: str
+    ended: float
+    status: int | None = None  # None: no response
+    error: str | None = None  # the transport error, if any
+    refused: bool = False
+    closes: bool = False  # the response said `Connection: close`
+
+
+class Load:
+    """Client threads, each with its own keep-alive connection, until their connection is
+    refused. Every request carries an X-Request-ID of its own and is recorded."""
+
+    def __init__(self, api: ApiServer) -> None:
+        self.api = api
+        self.outcomes: list[Outcome] = []
+        self.lock = threading.Lock()
+        self.go_slow = threading.Event()
+        self.slow_in_flight = threading.Semaphore(0)
+        self.deadline = time.monotonic() + 45  # a bound, in case the server never refuses
+
+    def record(self, outcome: Outcome) -> None:
+        with self.lock:
+            self.outcomes.append(outcome)
+
+    def send(self, request_id: str, kind: str, request: Callable[[], httpx.Response]) -> bool:
+        """Send one request and record it; False once connections are refused (stop then)."""
+        try:
+            response = request()
+        except httpx.ConnectError:
+            self.record(Outcome(request_id, kind, time.monotonic(), refused=True))
+            return False
+        except httpx.TransportError as error:
+            self.record(Outcome(request_id, kind, time.monotonic(), error=repr(error)))
+            return time.monotonic() < self.deadline
+        closes = response.headers.get("Connection", "").lower() == "close"
+        self.record(
+            Outcome(request_id, kind, time.monotonic(), status=response.status_code, closes=closes)
+        )
+        return time.monotonic() < self.deadline
+
+    def steady(self, number: int, auth: tuple[str, str]) -> None:
+        """Quick requests of every kind, back to back, on the client's own todos."""
+        mine: list[str] = []
+
+        def request(http: httpx.Client, kind: str, request_id: str) -> httpx.Response:
+            headers = {"X-Request-ID": request_id}
+            body = {"name": request_id, "task": kind.lower()}
+            if kind == "POST":
+                response = http.post(TODOS, json=body, headers=headers)
+                if response.status_code == 201:
+                    mine.append(response.headers["Location"])
+                return response
+            if kind == "GET":
+                return http.get(mine[-1], headers=headers)
+            if kind == "LIST":
+                return http.get(TODOS, params={"per_page": 50}, headers=headers)
+            if kind == "PUT":
+                return http.put(mine[-1], json=body, headers=headers)
+            return http.delete(mine.pop(0), headers=headers)
+
+        with self.api.client(auth=auth) as http:
+            for step in itertools.count():
+                request_id = f"gs-{number}-{step}"
+                kind = KINDS[step % len(KINDS)] if mine else "POST"
+                if not self.send(request_id, kind, partial(request, http, kind, request_id)):
+                    return
+
+    def slow(self, number: int, auth: tuple[str, str]) -> None:
+        """POSTs whose body trickles in: the first one is in flight when SIGTERM arrives."""
+
+        def trickle(body: bytes, pieces: int = 10) -> Iterator[bytes]:
+            for index in range(pieces):
+                yield body[index * len(body) // pieces : (index + 1) * len(body) // pieces]
+                if index == 0:
+                    self.slow_in_flight.release()  # the head and a first piece are out
+                time.sleep(SLOW_UPLOAD_SECONDS / pieces)
+
+        def request(http: httpx.Client, request_id: str) -> httpx.Response:
+            body = f'{{"name": "{request_id}", "task": "trickled in"}}'.encode()
+            headers = {
+                "X-Request-ID": request_id,
+                "Content-Length": str(len(body)),
+                "Content-Type": "application/json",
+            }
+            return http.post(TODOS, content=trickle(body), headers=headers)
+
+        self.go_slow.wait(30)
+        with self.api.client(auth=auth) as http:
+            for step in itertools.count():
+                request_id = f"gs-slow-{number}-{step}"
+                if not self.send(request_id, "POST", partial(request, http, request_id)):
+                    return
+
+
+@pytest.fixture(params=[1, 2], ids=["1-worker", "2-workers"])
+def api(
+    request: pytest.FixtureRequest, postgres: str, databases: DatabaseFactory, tmp_path: Path
+) -> Iterator[ApiServer]:
+    """One worker (the cluster's way) or several under the supervisor: both drain the same."""
+    settings = {
+        "TODO_DATABASE_URL": databases.create("postgres"),
+        "TODO_GRACEFUL_TIMEOUT": str(GRACEFUL_TIMEOUT),
+    }
+    server = start_api(settings, tmp_path, workers=request.param)
+    yield server
+    server.stop(signal.SIGKILL)
+
+
+@pytest.mark.timeout(90)
+def test_sigterm_under_load_drains_accepted_requests_and_refuses_new_ones(api: ApiServer) -> None:
+    load = Load(api)
+    threads = [
+        threading.Thread(target=load.steady, args=(n, api.add_user()), daemon=True)
+        for n in range(STEADY_CLIENTS)
+    ] + [
+        threading.Thread(target=load.slow, args=(n, api.add_user()), daemon=True)
+        for n in range(SLOW_CLIENTS)
+    ]
+    for thread in threads:
+        thread.start()
+    assert wait_until(lambda: len(load.outcomes) >= 300, 30), "the load never got going"
+    load.go_slow.set()
+    for _ in range(SLOW_CLIENTS):
+        assert load.slow_in_flight.acquire(timeout=10)
+    time.sleep(0.3)  # the slow requests' heads have been read: they are accepted
+
+    sigterm_at = time.monotonic()
+    api.process.send_signal(signal.SIGTERM)
+    # New connections are refused while the slow requests still drain.
+    assert wait_until(lambda: connection_refused(api.url), 2, 0.01)
+    assert api.process.poll() is None, "the server quit instead of draining"
+    exit_code = api.process.wait(GRACEFUL_TIMEOUT + 10)
+    took = time.monotonic() - sigterm_at
+    for thread in threads:
+        thread.join(15)
+    assert not any(thread.is_alive() for thread in threads)
+
+    assert exit_code == 0, api.log()[-3000:]
+    assert took < GRACEFUL_TIMEOUT, f"shutdown took {took:.1f}s"
+    outcomes = load.outcomes
+    answered = {o.request_id: o for o in outcomes if o.status is not None}
+    logged = {
+        str(record["request_id"])
+        for record in api.records()
+        if record.get("event") == "request" and str(record.get("request_id")).startswith("gs-")
+    }
+    # Every answer is the normal one: no 5xx (or anything else) for an accepted request...
+    wrong = {rid: (o.kind, o.status) for rid, o in answered.items() if o.status != EXPECTED[o.kind]}
+    assert not wrong
+    # ...every request the server handled reached its client whole...
+    assert logged == set(answered), sorted(logged ^ set(answered))[:10]
+    # ...and the rest failed only at or after the SIGTERM, unseen by the server.
+    failed = [o for o in outcomes if o.status is None]
+    assert all(o.ended >= sigterm_at for o in failed), failed
+    # Each client ended on a refused connection, at most one idle-connection race before it.
+    for prefix in [f"gs-{n}-" for n in range(STEADY_CLIENTS)] + [
+        f"gs-slow-{n}-" for n in range(SLOW_CLIENTS)
+    ]:
+        mine = [o for o in outcomes if o.request_id.startswith(prefix)]
+        assert mine[-1].refused and sum(not o.refused for o in mine if o.status is None) <= 1
+    slow = [o for o in outcomes if o.request_id.startswith("gs-slow-") and o.status is not None]
+    assert len(slow) == SLOW_CLIENTS and all(o.ended > sigterm_at for o in slow)
+    # Answers begun during the drain tell keep-alive clients not to reuse the connection.
+    assert all(o.closes for o in slow) and not any(o.closes for o in outcomes[:100])
+
+    # The database agrees: each slow POST's todo exists; no failed POST left a row behind.
+    names = {row["name"] for row in fetch(api.database_url, "SELECT name FROM todos")}
+    assert {o.request_id for o in slow} <= names
+    assert not {o.request_id for o in failed if o.kind in ("POST", "PUT")} & names
+
+
+def test_shutdown_never_waits_past_the_graceful_timeout(
+    postgres: str, databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    """A client that stalls mid-upload cannot hold the server: it exits 0 at the timeout."""
+    timeout = 2.0
+    api = start_api(
+        {"TODO_DATABASE_URL": databases.create("postgres"), "TODO_GRACEFUL_TIMEOUT": str(timeout)},
+        tmp_path,
+    )
+    auth = httpx.BasicAuth(*api.add_user())._auth_header
+    head = (
+        "POST /api/v1.0/todos/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: {auth}\r\nContent-Length: 100\r\n\r\n"
+    )
+    address = httpx.URL(api.url)
+    try:
+        with socket.create_connection((address.host, address.port)) as sock:
+            sock.sendall(head.encode() + b'{"name": ')  # ...and the rest never comes
+            time.sleep(0.3)
+            sigterm_at = time.monotonic()
+            api.process.send_signal(signal.SIGTERM)
+            exit_code = api.process.wait(timeout + 10)
+            took = time.monotonic() - sigterm_at
+    finally:
+        api.stop(signal.SIGKILL)
+    assert exit_code == 0, api.log()[-3000:]
+    assert timeout - 0.2 < took < timeout + 2, f"shutdown took {took:.1f}s"
+
+
+@pytest.mark.parametrize("pool", ["prefork", "solo"])
+def test_worker_sigterm_mid_flush_finishes_acks_and_exits_0(stack: Stack, pool: str) -> None:
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 9)
+        worker = stack.worker(
+            "--pool", pool, TODO_TEST_PAUSE_FLUSH_AT="claimed", TODO_TEST_PAUSE_SECONDS="3"
+        )
+        stack.send()  # claims the 9 views, then pauses for 3 s
+        stack.send()  # waits in the queue behind it
+        assert wait_until(lambda: "flush paused for a test" in worker.log(), 20), worker.log()
+        view(client, url, 2)  # after the claim: these wait for a later flush
+
+        sigterm_at = datetime.now(UTC)
+        assert worker.stop(signal.SIGTERM, timeout=30) == 0, worker.log()
+        assert datetime.now(UTC) - sigterm_at < timedelta(seconds=10)
+        flushed = [r for r in worker.records() if r.get("event") == "hit counts flushed"]
+        assert [r["hits"] for r in flushed] == [9], worker.log()
+        # The task was running when the signal came, and finished after it: a warm shutdown.
+        assert datetime.fromisoformat(str(flushed[0]["timestamp"])) > sigterm_at
+        assert stack.hits_in_database() == 9
+        # Acked: nothing of the finished task is left to redeliver; the queued one still waits.
+        assert stack.broker_messages() == (1, 0)
+
+        successor = stack.worker()
+        assert wait_until(lambda: stack.broker_messages() == (0, 0), 20), successor.log()
+        assert wait_until(
+            lambda: successor.metric("celery_task_succeeded_total", name=FLUSH_HIT_COUNTS) == 1, 20
+        ), successor.log()
+        assert successor.metric("celery_task_received_total", name=FLUSH_HIT_COUNTS) == 1
+        assert stack.hits_in_database() == 11
