@@ -79,7 +79,8 @@ class Settings(BaseSettings):
     per_page_default: int = Field(default=10, ge=1)
     per_page_max: int = Field(default=100, ge=1)
     db_pool_size: int = Field(default=10, ge=1)
-    db_timeout: float = Field(default=5, gt=0)
+    db_timeout: float = Field(default=5, gt=0)  # connecting, waiting for a pooled connection
+    db_statement_timeout: float = Field(default=10, gt=0)  # any one query of the API or worker
     graceful_timeout: float = Field(default=10, ge=0)
     state_dir: Path = Path(".todo-state")
     hits_flush_threshold: int = Field(default=10_000, ge=1)

@@ -3,22 +3,41 @@
 Error bodies keep the seed's keys (`status`, `error`, `message`) and add RFC 9457's (`type`,
 `title`, `detail`), whatever raised them: our `APIError`, Quart's routing (404/405), body parsing
 (400/413/415) or an unexpected exception (500, logged with its traceback).
+
+An exception that means the database is unavailable (unreachable, restarting, out of connections,
+too slow: see `todo_common.db.database_unavailable`) is not a bug: it becomes a 503 with
+Retry-After, and a warning (at most one per few seconds, with how many were not logged).
+
+Before an error response goes out, the rest of the request body is taken in (see
+`_receive_body`): hypercorn silently closes a connection whose request body it had not finished
+reading when the response ended, and a client reusing that connection would then fail.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
+import time
 from http import HTTPStatus
 from typing import Any
 
 import orjson
 import structlog
-from quart import Quart, Response
+from quart import Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
+
+from todo_common.db import database_unavailable
 
 log = structlog.get_logger(__name__)
 
 # Headers a framework error carries that the client needs (e.g. Allow on a 405).
 _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+# A database restart takes seconds; a client should not come back sooner.
+DATABASE_RETRY_AFTER_SECONDS = 5
+_LOG_UNAVAILABLE_EVERY_SECONDS = 5.0
+# How long an early error response waits for a body the client is still sending.
+_BODY_WAIT_SECONDS = 1.0
 
 
 class APIError(Exception):
@@ -48,18 +67,74 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     )
 
 
+def database_unavailable_response() -> Response:
+    return error_response(
+        503,
+        "the database is unavailable; retry later",
+        {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
+class _UnavailableLog:
+    """Logs the first database failure of every few seconds, and how many it stands for: an
+    outage under load would otherwise write a warning per request."""
+
+    def __init__(self) -> None:
+        self._logged_at = -math.inf
+        self._unlogged = 0
+
+    def record(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._logged_at < _LOG_UNAVAILABLE_EVERY_SECONDS:
+            self._unlogged += 1
+            return
+        log.warning(
+            "database unavailable; answering 503",
+            error=str(error) or type(error).__name__,
+            error_type=type(error).__name__,
+            not_logged_since_last=self._unlogged,
+        )
+        self._logged_at, self._unlogged = now, 0
+
+
+async def _receive_body() -> None:
+    """Take in the rest of the request body before answering with an error.
+
+    An error raised before the handler read the body (a 401, 429 or 503 from a hook) can finish
+    the response before hypercorn has read the whole request; hypercorn then closes the
+    connection without a `Connection: close`, and a client that sends its next request on it
+    gets no response at all. Bodies are small (TODO_MAX_BODY_BYTES); a client that stalls its
+    body gets its answer after a second anyway."""
+    if not has_request_context():
+        return
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not (request.content_length or chunked):
+        return
+    with contextlib.suppress(Exception):  # too large (413), timed out, client gone
+        await asyncio.wait_for(request.get_data(), _BODY_WAIT_SECONDS)
+
+
 def register_error_handlers(app: Quart) -> None:
+    unavailable = _UnavailableLog()
+
     @app.errorhandler(APIError)
     async def _api_error(error: APIError) -> Response:
+        await _receive_body()
         return error_response(error.status, error.message, error.headers)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
+        if error.code != 413:  # the body too large to take in is the error
+            await _receive_body()
         status = error.code or 500
         kept = {k: v for k, v in error.get_headers() if k in _KEPT_HEADERS}
         return error_response(status, error.description or HTTPStatus(status).description, kept)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
+        await _receive_body()
+        if database_unavailable(error):
+            unavailable.record(error)
+            return database_unavailable_response()
         log.exception("unhandled error", exc_info=error)
         return error_response(500, "the server failed to handle this request")

@@ -45,7 +45,9 @@ class Database:
         app.after_serving(self.close)
 
     async def open(self) -> None:
-        self._engine = create_engine(self.settings)
+        self._engine = create_engine(
+            self.settings, statement_timeout=self.settings.db_statement_timeout
+        )
         self._sessions = create_sessionmaker(self._engine)
         # Reads run in autocommit: no BEGIN/ROLLBACK around a single SELECT, one round trip.
         self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -30,7 +30,12 @@ class Runtime:
         self.settings = settings
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.engine: AsyncEngine = create_engine(settings, pool_size=POOL_SIZE, max_overflow=0)
+        self.engine: AsyncEngine = create_engine(
+            settings,
+            statement_timeout=settings.db_statement_timeout,
+            pool_size=POOL_SIZE,
+            max_overflow=0,
+        )
         self.sessions: async_sessionmaker[AsyncSession] = create_sessionmaker(self.engine)
         self.redis: aioredis.Redis | None = (
             aioredis.Redis.from_url(

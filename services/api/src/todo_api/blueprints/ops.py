@@ -9,7 +9,7 @@ from quart import Blueprint, Response, current_app
 from quart_schema import document_response, hide
 
 from todo_api.conditional import json_response
-from todo_api.errors import error_response
+from todo_api.errors import database_unavailable_response
 from todo_api.resources import database, settings_of
 from todo_api.schemas import Health
 from todo_common.metrics import render_metrics
@@ -35,7 +35,7 @@ async def readyz() -> Response:
         )
     except Exception as error:
         log.warning("not ready: database unreachable", error=str(error) or type(error).__name__)
-        return error_response(503, "the database is unreachable")
+        return database_unavailable_response()
     return json_response({"status": "ready"})
 
 
