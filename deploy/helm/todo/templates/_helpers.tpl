@@ -135,6 +135,7 @@ TODO_REDIS_KEY_PREFIX: {{ $c.redisKeyPrefix | quote }}
 TODO_GRACEFUL_TIMEOUT: {{ $c.gracefulTimeout | toString | quote }}
 TODO_DB_POOL_SIZE: {{ $c.dbPoolSize | toString | quote }}
 TODO_DB_TIMEOUT: {{ $c.dbTimeout | toString | quote }}
+TODO_DB_STATEMENT_TIMEOUT: {{ $c.dbStatementTimeout | toString | quote }}
 TODO_MAX_BODY_BYTES: {{ $c.maxBodyBytes | toString | quote }}
 TODO_PER_PAGE_DEFAULT: {{ $c.perPageDefault | toString | quote }}
 TODO_PER_PAGE_MAX: {{ $c.perPageMax | toString | quote }}
