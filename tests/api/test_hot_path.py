@@ -13,13 +13,8 @@ import pytest
 import redis
 
 from tests.conftest import DatabaseFactory
-from tests.support import (
-    POSTGRES_PORT,
-    RedisServer,
-    RoundTripCounter,
-    add_user,
-    free_port,
-)
+from tests.instances import RedisServer, RoundTripCounter
+from tests.support import POSTGRES_PORT, add_user, free_port
 from todo_api.app import create_app
 from todo_common.security import issue_token
 from todo_common.settings import Settings

@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from tests.api.test_todos import TODOS
-from tests.support import ApiServer, RedisServer, free_port, start_api, wait_until
+from tests.instances import RedisServer
+from tests.support import ApiServer, free_port, start_api, wait_until
 
 
 def address() -> dict[str, str]:

@@ -25,17 +25,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.support import (
-    ApiServer,
-    Load,
-    Outcome,
-    PostgresCluster,
-    free_port,
-    need_program,
-    postgres_binary,
-    start_api,
-    wait_until,
-)
+from tests.instances import PostgresCluster, postgres_binary
+from tests.load import Load, Outcome
+from tests.support import ApiServer, free_port, need_program, start_api, wait_until
 from todo_common.db import create_engine, database_unavailable
 from todo_common.settings import Settings
 

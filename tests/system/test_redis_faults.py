@@ -16,17 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DatabaseFactory
-from tests.support import (
-    ApiServer,
-    Load,
-    Outcome,
-    RedisServer,
-    free_port,
-    need_program,
-    scrape,
-    start_api,
-    wait_until,
-)
+from tests.instances import RedisServer
+from tests.load import Load, Outcome
+from tests.support import ApiServer, free_port, need_program, scrape, start_api, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
