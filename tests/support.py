@@ -1,5 +1,5 @@
-"""Helpers for tests: real processes (todo-api, workers, redis-server, throwaway PostgreSQL
-clusters), users and HTTP clients."""
+"""Helpers for tests: real processes (todo-api, workers, schedulers), users, HTTP clients and
+direct database reads. Throwaway servers are in tests.instances, client load in tests.load."""
 
 from __future__ import annotations
 
