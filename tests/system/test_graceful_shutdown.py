@@ -129,6 +129,8 @@ class Load:
 
         self.go_slow.wait(30)
         with self.api.client(auth=auth) as http:
+            # Open (and have accepted) the connection the slow POST goes on, before any SIGTERM.
+            http.get(TODOS, headers={"X-Request-ID": f"warm-slow-{number}"}).raise_for_status()
             for step in itertools.count():
                 request_id = f"gs-slow-{number}-{step}"
                 if not self.send(request_id, "POST", partial(request, http, request_id)):
@@ -210,6 +212,55 @@ def test_sigterm_under_load_drains_accepted_requests_and_refuses_new_ones(api: A
     names = {row["name"] for row in fetch(api.database_url, "SELECT name FROM todos")}
     assert {o.request_id for o in slow} <= names
     assert not {o.request_id for o in failed if o.kind in ("POST", "PUT")} & names
+
+
+def test_sigterm_while_new_connections_keep_coming_answers_each_accepted_one(
+    postgres: str, databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    """Clients opening a connection per request, right up to the SIGTERM: a connection accepted
+    as the server stops listening still gets its normal answer, never a 500 from a torn-down app."""
+    api = start_api(
+        {"TODO_DATABASE_URL": databases.create("postgres"), "TODO_GRACEFUL_TIMEOUT": "5"},
+        tmp_path,
+    )
+    outcomes: list[tuple[str, int | None]] = []
+
+    def client(number: int, auth: tuple[str, str]) -> None:
+        for step in itertools.count():
+            request_id = f"gs-fresh-{number}-{step}"
+            try:
+                with api.client(auth=auth) as http:  # a new connection every time
+                    response = http.get(TODOS, headers={"X-Request-ID": request_id})
+            except httpx.ConnectError:
+                return
+            except httpx.TransportError:
+                outcomes.append((request_id, None))
+                continue
+            outcomes.append((request_id, response.status_code))
+
+    try:
+        threads = [
+            threading.Thread(target=client, args=(n, api.add_user()), daemon=True) for n in range(8)
+        ]
+        for thread in threads:
+            thread.start()
+        assert wait_until(lambda: len(outcomes) >= 200, 30), "the load never got going"
+        api.process.send_signal(signal.SIGTERM)
+        exit_code = api.process.wait(15)
+        for thread in threads:
+            thread.join(15)
+    finally:
+        api.stop(signal.SIGKILL)
+    assert exit_code == 0, api.log()[-3000:]
+    answered = {rid: status for rid, status in outcomes if status is not None}
+    assert set(answered.values()) == {200}, api.log()[-3000:]
+    logged = {
+        str(record["request_id"])
+        for record in api.records()
+        if str(record.get("request_id")).startswith("gs-fresh-")
+        and record.get("event") == "request"
+    }
+    assert logged == set(answered), sorted(logged ^ set(answered))[:10]
 
 
 def test_shutdown_never_waits_past_the_graceful_timeout(

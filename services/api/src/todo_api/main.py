@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
-    from multiprocessing.synchronize import Event
-
     from hypercorn.config import Config, Sockets
     from hypercorn.typing import (
         ASGIFramework,
         ASGIReceiveCallable,
+        ASGIReceiveEvent,
         ASGISendCallable,
         ASGISendEvent,
         Scope,
@@ -81,15 +83,30 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 class Draining:
-    """ASGI wrapper: once shutdown has begun, responses carry `Connection: close`."""
+    """ASGI wrapper for a graceful shutdown: once it has begun, responses carry `Connection:
+    close`, and the app's own shutdown (closing the database and Redis) waits, up to the graceful
+    timeout, until no request is in the app. hypercorn waits only for the connections it knew of
+    when it stopped listening; one accepted in that same loop turn would otherwise be cut off."""
 
-    def __init__(self, app: ASGIFramework) -> None:
+    def __init__(self, app: ASGIFramework, graceful_timeout: float) -> None:
         self.app = app
-        self.draining = False
+        self.graceful_timeout = graceful_timeout
+        self.draining_since: float | None = None
+        self.in_flight = 0
+
+    @property
+    def draining(self) -> bool:
+        return self.draining_since is not None
+
+    def start_draining(self) -> None:
+        self.draining_since = time.monotonic()
 
     async def __call__(
         self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
     ) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, self._shutting_down_last(receive), send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -100,35 +117,60 @@ class Draining:
                 message = cast("ASGISendEvent", {**message, "headers": headers})
             await send(message)
 
-        await self.app(scope, receive, send_closing)
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send_closing)
+        finally:
+            self.in_flight -= 1
+
+    def _shutting_down_last(self, receive: ASGIReceiveCallable) -> ASGIReceiveCallable:
+        async def receive_after_requests() -> ASGIReceiveEvent:
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                await self._requests_done()
+            return message
+
+        return receive_after_requests
+
+    async def _requests_done(self) -> None:
+        deadline = (self.draining_since or time.monotonic()) + self.graceful_timeout
+        await asyncio.sleep(0.05)  # connections accepted in the last loop turn start their request
+        while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # let the last responses' bytes reach the sockets
 
 
-def serve(config: Config, sockets: Sockets | None = None, stop: Event | None = None) -> int:
-    """Serve in this process until SIGTERM or SIGINT (alone) or until `stop` is set (one worker of
-    several: the supervisor takes the signals), then drain."""
-    if stop is not None:  # signals are the supervisor's (Ctrl-C reaches the whole group)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def serve(config: Config, sockets: Sockets | None = None) -> int:
+    """Serve in this process until SIGTERM or SIGINT, then drain. As one worker of several
+    (`sockets` given), also drain when the supervisor that started it has gone."""
+    supervisor = os.getppid() if sockets is not None else None
+    if supervisor is not None:  # until the loop's handlers are in place, a stop is a clean exit
+        signal.signal(signal.SIGTERM, _exit_before_serving)
+        signal.signal(signal.SIGINT, _exit_before_serving)
     import uvloop
     from hypercorn.asyncio.run import worker_serve
-    from hypercorn.utils import check_multiprocess_shutdown_event, wrap_app
+    from hypercorn.utils import wrap_app
 
     from todo_api.asgi import app
 
-    wrapped = Draining(app)
+    wrapped = Draining(app, config.graceful_timeout)
 
     async def serve_until_stopped() -> None:
         signalled = asyncio.Event()
-        if stop is None:
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                asyncio.get_running_loop().add_signal_handler(signum, signalled.set)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, signalled.set)
+
+        async def orphaned() -> None:
+            while os.getppid() == supervisor:  # noqa: ASYNC110 - nothing to wait on but this
+                await asyncio.sleep(1)
+            signalled.set()
 
         async def drain() -> None:
-            if stop is None:
-                await signalled.wait()
-            else:
-                await check_multiprocess_shutdown_event(stop, asyncio.sleep)
-            wrapped.draining = True
+            watch = asyncio.create_task(orphaned()) if supervisor is not None else None
+            await signalled.wait()
+            if watch is not None:
+                watch.cancel()
+            wrapped.start_draining()
 
         asgi = wrap_app(wrapped, config.wsgi_max_body_size, "asgi")
         await worker_serve(asgi, config, sockets=sockets, shutdown_trigger=drain)
@@ -139,44 +181,49 @@ def serve(config: Config, sockets: Sockets | None = None, stop: Event | None = N
 
 
 def supervise(config: Config) -> int:
-    """`config.workers` processes sharing the listening sockets. SIGTERM or SIGINT sets `stop`;
-    every worker then drains to the end. A worker that exits unasked stops the rest (exit 1)."""
+    """`config.workers` processes sharing the listening sockets. SIGTERM or SIGINT is passed on
+    to every worker, which then drains to the end, and the supervisor closes its copy of the
+    sockets so new connections are refused. A worker that exits unasked stops the rest (exit 1).
+
+    The signal handler only sends signals and closes sockets: nothing in it takes a lock that
+    the interrupted main loop could be holding."""
     from multiprocessing import get_context
     from multiprocessing.connection import wait
 
     context = get_context("spawn")
-    stop = context.Event()
     sockets = config.create_sockets()
     listening = [*sockets.secure_sockets, *sockets.insecure_sockets]
-    workers = [
-        context.Process(target=serve, args=(config, sockets, stop)) for _ in range(config.workers)
-    ]
-    started = False
+    workers = [context.Process(target=serve, args=(config, sockets)) for _ in range(config.workers)]
+    stopping = False
 
     def shut_down(_signum: int, _frame: object) -> None:
-        stop.set()
-        if started:  # the workers hold their own copies; once they close theirs, refused
-            for sock in listening:
-                sock.close()
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            if worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signal.SIGTERM)
+        for sock in listening:  # the workers close theirs as they drain: then refused
+            sock.close()
 
     signal.signal(signal.SIGINT, shut_down)
     signal.signal(signal.SIGTERM, shut_down)
     for worker in workers:
         worker.start()
-    started = True
-    if stop.is_set():
+    if stopping:  # a signal came while the workers were starting: make sure each got it
         shut_down(signal.SIGTERM, None)
     exit_code = 0
-    while workers:
-        ended = wait([worker.sentinel for worker in workers])
-        for worker in [worker for worker in workers if worker.sentinel in ended]:
+    running = list(workers)
+    while running:
+        ended = wait([worker.sentinel for worker in running])
+        for worker in [worker for worker in running if worker.sentinel in ended]:
             worker.join()
-            workers.remove(worker)
-            if not stop.is_set():
-                exit_code = worker.exitcode or 1
+            running.remove(worker)
+            if not stopping:
+                exit_code = 1
                 shut_down(signal.SIGTERM, None)
             elif worker.exitcode:
-                exit_code = exit_code or worker.exitcode
+                exit_code = 1
     return exit_code
 
 
