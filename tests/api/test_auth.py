@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import hmac
 import subprocess
 import time
 
@@ -16,6 +14,7 @@ from sqlalchemy import delete
 
 from tests.api.conftest import get_token
 from tests.api.test_todos import TODOS, create
+from tests.common.test_security import hand_signed
 from tests.support import BIN, ApiServer, clean_env
 from todo_common.db import create_engine
 from todo_common.models import User
@@ -126,14 +125,12 @@ def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) ->
     payload = token.split(".")[1]
     bad_tokens = [
         _forge(claims, "not the server's secret key at all, 32+ bytes"),
-        _forge(
-            {**claims, "iat": now - 7200, "exp": now - 3600},
-            token_api.env.get("TODO_SECRET_KEY", "dev-only-secret-key-do-not-use-in-production!"),
-        ),
+        _forge({**claims, "iat": now - 7200, "exp": now - 3600}, _server_key(token_api)),
         f"{header}.{payload}.",
         token[:-2] + ("AA" if not token.endswith("AA") else "BB"),
         _forge(claims, _server_key(token_api), algorithm="HS512"),
-        _hmac_under_header({"alg": "RS256", "typ": "JWT"}, payload, _server_key(token_api)),
+        # RS/HS confusion: an RS256 header over an HMAC-SHA256 made with the real key.
+        hand_signed({"alg": "RS256", "typ": "JWT"}, claims, _server_key(token_api).encode()),
     ]
     for bad in bad_tokens:
         with token_api.client(auth=Bearer(bad)) as http:
@@ -141,22 +138,14 @@ def test_forged_expired_and_unsigned_tokens_are_refused(token_api: ApiServer) ->
 
 
 def _server_key(server: ApiServer) -> str:
-    return server.env.get("TODO_SECRET_KEY", "dev-only-secret-key-do-not-use-in-production!")
-
-
-def _hmac_under_header(header: dict[str, str], payload: str, key: str) -> str:
-    """RS/HS confusion: another algorithm's header over an HMAC-SHA256 made with the real key."""
-    encoded = base64.urlsafe_b64encode(str(header).replace("'", '"').encode()).rstrip(b"=")
-    signing_input = encoded.decode() + "." + payload
-    signature = hmac.new(key.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return signing_input + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+    return server.env.get("TODO_SECRET_KEY") or Settings().secret_key
 
 
 def test_the_forging_helpers_make_accepted_tokens_under_hs256(token_api: ApiServer) -> None:
     """The refusals above are for the algorithm, not for a broken forging helper."""
     token = get_token(token_api, token_api.add_user())
-    payload = token.split(".")[1]
-    remade = _hmac_under_header({"alg": "HS256", "typ": "JWT"}, payload, _server_key(token_api))
+    claims = jwt.decode(token, options={"verify_signature": False})
+    remade = hand_signed({"alg": "HS256", "typ": "JWT"}, claims, _server_key(token_api).encode())
     with token_api.client(auth=Bearer(remade)) as http:
         assert http.get(TODOS).status_code == 200
 

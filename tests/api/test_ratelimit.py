@@ -7,13 +7,12 @@ import time
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 
 from tests.api.test_todos import TODOS
 from tests.instances import RedisServer
-from tests.support import ApiServer, free_port, start_api, wait_until
+from tests.support import ApiServer, free_port, scrape, start_api, wait_until
 
 
 def address() -> dict[str, str]:
@@ -111,11 +110,7 @@ def test_replicas_share_one_budget(redis_url: str, databases, tmp_path: Path) ->
 
 
 def _failures(server: ApiServer) -> float:
-    text = httpx.get(f"{server.url}/metrics").text
-    for line in text.splitlines():
-        if line.startswith('todo_redis_failures_total{feature="rate_limit"}'):
-            return float(line.split()[-1])
-    return 0.0
+    return scrape(server.url, "todo_redis_failures_total", feature="rate_limit")
 
 
 def test_redis_outage_fails_open_then_limiting_resumes(databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -198,6 +193,24 @@ def test_token_route_is_limited_per_username_across_addresses(
     assert "Retry-After" in guesses[-1].headers
     assert right.status_code == 429  # from a fresh address, the name's budget is spent
     assert other.status_code == 200  # other users are not locked out
+
+
+def test_an_address_over_its_budget_spends_no_other_names_budget(
+    limited_token_api: ApiServer,
+) -> None:
+    names = [limited_token_api.add_user() for _ in range(3)]
+    sprayer = address()
+    with limited_token_api.client() as http:
+        guesses = [
+            http.get(TOKEN_ROUTE, auth=(names[i % 3][0], f"guess {i}"), headers=sprayer)
+            for i in range(18)  # 6 per name: more than a name's budget, were they counted
+        ]
+        # From elsewhere, each name still has its whole budget: the right password works.
+        rightful = [http.get(TOKEN_ROUTE, auth=user, headers=address()) for user in names]
+
+    assert [g.status_code for g in guesses] == [401] * 5 + [429] * 13
+    assert [r.status_code for r in rightful] == [200] * 3
+    assert [r.headers["X-RateLimit-Remaining"] for r in rightful] == ["4"] * 3
 
 
 def test_token_route_fails_closed_while_redis_is_down(databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -64,7 +64,15 @@ def _username_identity(credentials: Credentials | None) -> str | None:
 
 
 async def _limit_login(limiter: RateLimiter, address: str, credentials: Credentials | None) -> None:
-    """Count a login attempt against its username and check its address; fail closed."""
+    """Check the address, then count the attempt against its username; fail closed.
+
+    The address goes first: one whose budget is spent cannot go on spending other names'.
+    """
+    spent = await limiter.peek(address)
+    if spent is None:
+        raise _limiter_unavailable()
+    if spent.exceeded:
+        raise _too_many(limiter, spent)
     username = _username_identity(credentials)
     if username is not None:
         attempts = await limiter.hit(username)
@@ -72,11 +80,6 @@ async def _limit_login(limiter: RateLimiter, address: str, credentials: Credenti
             raise _limiter_unavailable()
         if attempts.exceeded:
             raise _too_many(limiter, attempts)
-    spent = await limiter.peek(address)
-    if spent is None:
-        raise _limiter_unavailable()
-    if spent.exceeded:
-        raise _too_many(limiter, spent)
 
 
 async def admit(authenticator: Authenticator = authenticate, login: bool = False) -> None:

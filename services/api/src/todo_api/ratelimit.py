@@ -28,7 +28,8 @@ log = structlog.get_logger(__name__)
 
 REDIS_FAILURES = Counter(
     "todo_redis_failures_total",
-    "Requests served without Redis because it failed (the feature failed open).",
+    "Requests that found Redis unavailable, by feature. They are served without the feature "
+    "(fail open), except on the token route, which answers 503 (rate_limit fails closed there).",
     ["feature"],
 )
 
@@ -100,8 +101,9 @@ class WindowState:
 class FailOpen:
     """Remembers a recent Redis failure so callers skip Redis briefly, and rate-limits the log."""
 
-    def __init__(self, feature: str) -> None:
+    def __init__(self, feature: str, exception: str | None = None) -> None:
         self.feature = feature
+        self.exception = exception  # where the feature fails closed instead, for the log
         self._down_until = 0.0
         self._logged_at = -math.inf
 
@@ -115,14 +117,19 @@ class FailOpen:
             self._down_until = now + _BACKOFF_SECONDS
         if now - self._logged_at >= _LOG_EVERY_SECONDS:
             self._logged_at = now
-            log.warning("redis unavailable; failing open", feature=self.feature, error=str(error))
+            log.warning(
+                "redis unavailable; failing open",
+                feature=self.feature,
+                error=str(error),
+                **({"fails_closed": self.exception} if self.exception else {}),
+            )
 
 
 class RateLimiter:
     def __init__(self, redis: Redis, rule: RateLimit) -> None:
         self.redis = redis
         self.rule = rule
-        self.fail_open = FailOpen("rate_limit")
+        self.fail_open = FailOpen("rate_limit", exception="/auth/request-token answers 503")
         self._scripts: dict[str, AsyncScript] = {}
 
     async def _run(
