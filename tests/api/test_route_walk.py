@@ -23,9 +23,14 @@ PUBLIC |= {"docs.asset"}
 BODY = {"name": "walked", "task": "by someone else"}
 
 
-def routes(token_auth: bool) -> list[tuple[str, str, str, tuple[str, ...]]]:
-    """(endpoint, method, rule, path arguments) for every non-public route and method."""
-    app = create_app(Settings(use_token_auth=token_auth))
+def routes(server: ApiServer) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    """(endpoint, method, rule, path arguments) for every non-public route and method of an app
+    configured as `server` is."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in server.env.items():
+            if name.startswith("TODO_"):
+                patch.setenv(name, value)
+        app = create_app(Settings())
     walked = []
     for rule in app.url_map.iter_rules():
         if rule.endpoint in PUBLIC:
@@ -60,7 +65,6 @@ def test_every_route_needs_credentials_and_hides_other_users_todos(
     walked_server: ApiServer,
 ) -> None:
     server = walked_server
-    token_auth = server.env.get("TODO_USE_TOKEN_AUTH") == "true"
     owner, intruder = server.add_user(), server.add_user()
     with server.client(auth=credentials(server, owner)) as as_owner:
         created = as_owner.post(TODOS, json={"name": "mine", "task": "private"})
@@ -68,7 +72,7 @@ def test_every_route_needs_credentials_and_hides_other_users_todos(
         location = created.headers["Location"]
         before = as_owner.get(location).json()
     todo_id = location.rsplit("/", 1)[1]
-    walked = routes(token_auth)
+    walked = routes(server)
     assert {endpoint for endpoint, *_ in walked} >= {
         "todos.list_todos",
         "todos.get_todo_item",
