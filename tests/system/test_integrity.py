@@ -1,5 +1,6 @@
 """Data integrity under concurrency on PostgreSQL: many clients of several users create, update
-(with and without If-Match) and delete at once, and contend for shared todos with the same ETag.
+(with and without If-Match) and delete at once, contend for shared todos with the same ETag, and
+finally all PUT one shared todo without If-Match (every write succeeds; the last one stays).
 
 Afterwards the database itself (queried directly) holds exactly what the clients were told: each
 todo equals the last write its client saw succeed (each client owns its todos, so "last" is
@@ -27,7 +28,7 @@ CLIENTS_PER_USER = 4
 OWN_TODOS = 3  # per client
 ROUNDS = 4  # contended rounds, each after OPS_PER_ROUND operations on the client's own todos
 OPS_PER_ROUND = 8
-SHARED_TODOS = 2  # per user; the first is also raced for with DELETE at the end
+SHARED_TODOS = 2  # per user; at the end the first is raced for with DELETE, the second blind PUTs
 TODOS = "/api/v1.0/todos/"
 
 
@@ -41,6 +42,7 @@ class Contest:
 
     tags: set[str] = field(default_factory=set)
     outcomes: list[tuple[int, tuple[str, str]]] = field(default_factory=list)  # (status, values)
+    blind: bool = False  # PUTs without If-Match: every one succeeds, one after the other
 
 
 @dataclass
@@ -69,6 +71,7 @@ class Client:
                 for url in self.shared:
                     self.contend(url, round_, "PUT")
             self.contend(self.shared[0], ROUNDS, "DELETE")
+            self.contend(self.shared[1], ROUNDS + 1, "BLIND")
 
     def operations(self) -> list[Callable[[], None]]:
         """What a client does with its own todos, weighted: mostly updates."""
@@ -161,12 +164,17 @@ class Client:
         tag = response.headers["ETag"]
         self.barrier.wait()  # every client holds the same tag now: nobody has written yet
         values = (unique("shared"), f"round {round_}")
-        body = {"name": values[0], "task": values[1]} if method == "PUT" else None
-        status = self.http.request(method, url, json=body, headers={"If-Match": tag}).status_code
+        blind = method == "BLIND"
+        body = {"name": values[0], "task": values[1]} if method != "DELETE" else None
+        headers = {} if blind else {"If-Match": tag}
+        status = self.http.request(
+            "PUT" if blind else method, url, json=body, headers=headers
+        ).status_code
         with self.lock:
             contest = self.contests[(url, round_)]
             contest.tags.add(tag)
             contest.outcomes.append((status, values))
+            contest.blind = blind
 
 
 Users = dict[int, tuple[list[Client], list[str]]]  # user id -> (clients, shared todo URLs)
@@ -220,14 +228,25 @@ def run_clients(api: ApiServer) -> tuple[Users, Contests]:
     return users, contests
 
 
-def judge(contests: Contests) -> tuple[dict[str, tuple[str, str, int] | None], set[str]]:
+Expected = dict[str, tuple[str, str, int] | None]  # shared todo URL -> (name, task, version)
+Blind = dict[str, tuple[set[tuple[str, str]], int]]  # URL -> (the values sent, final version)
+
+
+def judge(contests: Contests) -> tuple[Expected, Blind, set[str]]:
     """Each contended ETag had exactly one winner, the others got 412 (404 for a DELETE that
-    lost); returns each shared todo's expected (name, task, version) or None, and the losers'
-    values."""
-    expected: dict[str, tuple[str, str, int] | None] = {}
+    lost); every blind PUT succeeded, each bumping the version. Returns each shared todo's
+    expected (name, task, version) or None, the blind contests, and the losers' values."""
+    expected: Expected = {}
+    blind: Blind = {}
     lost: set[str] = set()
     for (url, round_), contest in sorted(contests.items(), key=lambda item: item[0][1]):
         assert len(contest.tags) == 1 and len(contest.outcomes) == CLIENTS_PER_USER
+        if contest.blind:
+            assert {status for status, _ in contest.outcomes} == {200}, contest.outcomes
+            before = expected.pop(url)
+            assert before is not None
+            blind[url] = ({values for _, values in contest.outcomes}, before[2] + CLIENTS_PER_USER)
+            continue
         winners = [values for status, values in contest.outcomes if status == 200]
         losers = {status for status, _ in contest.outcomes if status != 200}
         assert len(winners) == 1, contest.outcomes
@@ -235,7 +254,7 @@ def judge(contests: Contests) -> tuple[dict[str, tuple[str, str, int] | None], s
         lost |= {values[0] for status, values in contest.outcomes if status != 200}
         # Created at version 1; round r's winner makes it r + 2; the DELETE round removes it.
         expected[url] = (*winners[0], round_ + 2) if round_ < ROUNDS else None
-    return expected, lost
+    return expected, blind, lost
 
 
 @pytest.mark.timeout(120)
@@ -244,7 +263,7 @@ def test_concurrent_writers_leave_exactly_what_they_were_told(
 ) -> None:
     api = servers.get("postgres")
     users, contests = run_clients(api)
-    shared_rows, forbidden = judge(contests)
+    shared_rows, blind, forbidden = judge(contests)
 
     for user, (clients, shared) in users.items():
         expected: dict[int, tuple[str, str, int]] = {}
@@ -253,12 +272,18 @@ def test_concurrent_writers_leave_exactly_what_they_were_told(
             for url, values in client.own.items():
                 if values is not None:
                     expected[todo_id(url)] = (*values, 1 + client.puts[url])
-        for url in shared:
-            if (row := shared_rows[url]) is not None:
-                expected[todo_id(url)] = row
-
         query = "SELECT id, name, task, version FROM todos WHERE owner_id = $1"
         rows = fetch(api.database_url, query, user)
+        stored_rows = {row["id"]: (row["name"], row["task"], row["version"]) for row in rows}
+        for url in shared:
+            if url in blind:  # the last blind PUT's values, after all of them were applied
+                sent, version = blind[url]
+                name, task, stored_version = stored_rows[todo_id(url)]
+                assert (name, task) in sent and stored_version == version
+                expected[todo_id(url)] = (name, task, version)
+            elif (row := shared_rows[url]) is not None:
+                expected[todo_id(url)] = row
+
         assert {row["id"]: (row["name"], row["task"], row["version"]) for row in rows} == expected
         stored = [row["name"] + " " + row["task"] for row in rows]
         assert not [value for value in forbidden if any(value in text for text in stored)]
