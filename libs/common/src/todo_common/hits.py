@@ -1,6 +1,7 @@
 """Where hit counts wait in Redis between the API that counts them and the worker that flushes them.
 
-The API increments one field per (owner, todo) in a *pending* hash. A flush hands the counts over
+The API adds to one field per (owner, todo) in a *pending* hash, in batches (every count positive:
+only views that happened are sent, never taken back). A flush hands the counts over
 without losing or double-counting any:
 
 1. claim: one Lua script renames the pending hash to `batch:<id>` and adds `<id>` to the set of
@@ -21,26 +22,20 @@ from dataclasses import dataclass
 # A flush asked for early stays asked for this long (or until a flush claims the pending hits).
 FLUSH_REQUEST_TTL_SECONDS = 60
 
-# Adds `delta` hits. Returns 1 when this call should ask for an early flush: at least `threshold`
-# todos have hits waiting and no flush was asked for recently (the flag, set here with SET NX,
-# means exactly one caller asks); else 0.
-COUNT_HIT_LUA = f"""
-local function count_hit(pending, flag, field, delta, threshold)
-  redis.call('HINCRBY', pending, field, delta)
-  if delta > 0 and redis.call('HLEN', pending) >= threshold
-     and redis.call('SET', flag, '1', 'NX', 'EX', {FLUSH_REQUEST_TTL_SECONDS}) then
-    return 1
-  end
-  return 0
+# Adds a batch of views: KEYS[1] pending hash, KEYS[2] flush-requested flag; ARGV[1] threshold,
+# then field, count, field, count, ... (every count positive). Returns 1 when the caller should
+# ask for an early flush: at least `threshold` todos have hits waiting and no flush was asked
+# for recently (the flag, set here with SET NX, means exactly one caller asks); else 0.
+ADD_VIEWS_SCRIPT = f"""
+for i = 2, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
 end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1])
+   and redis.call('SET', KEYS[2], '1', 'NX', 'EX', {FLUSH_REQUEST_TTL_SECONDS}) then
+  return 1
+end
+return 0
 """
-
-# KEYS[1] pending hash, KEYS[2] flush-requested flag; ARGV[1] field, ARGV[2] delta (+1 counts a
-# view, -1 takes one back), ARGV[3] threshold.
-COUNT_SCRIPT = (
-    COUNT_HIT_LUA
-    + "return count_hit(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))"
-)
 
 # KEYS[1] pending hash, KEYS[2] batch hash, KEYS[3] open-batches set, KEYS[4] flush-requested
 # flag; ARGV[1] batch id. Clearing the flag lets the next crowd of waiting todos ask again.

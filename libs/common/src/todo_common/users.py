@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from todo_common.models import USERNAME_MAX, User
-from todo_common.security import VerifiedPasswords, hash_password, verify_password
+from todo_common.security import hash_password, verify_password
 
 
 class UserExistsError(Exception):
@@ -67,22 +68,37 @@ async def get_user_by_name(session: AsyncSession, username: str) -> User | None:
     return await session.scalar(select(User).where(User.username == username))
 
 
-async def authenticate_user(
-    session: AsyncSession,
-    username: str,
-    password: str,
-    verified: VerifiedPasswords | None = None,
-) -> User | None:
-    """The user if the password matches; unknown names cost the same as wrong passwords.
+@dataclass(frozen=True)
+class Login:
+    """What checking a user's password needs: one short read, then no connection held."""
 
-    `verified`, when given, skips Argon2id for a password that matched recently.
-    """
-    user = await get_user_by_name(session, username) if len(username) <= USERNAME_MAX else None
-    if user is not None and verified and verified.check(user.id, user.password_hash, password):
-        return user
-    stored_hash = user.password_hash if user is not None else None
+    user_id: int
+    password_hash: str
+    password_version: int
+
+
+async def get_login(reader: AsyncConnection | AsyncSession, *, username: str) -> Login | None:
+    """The user's id, stored hash and password version; None for no such (or impossible) name."""
+    if len(username) > USERNAME_MAX:
+        return None
+    row = (
+        await reader.execute(
+            select(User.id, User.password_hash, User.password_version).where(
+                User.username == username
+            )
+        )
+    ).one_or_none()
+    return Login(*row) if row is not None else None
+
+
+async def authenticate_user(
+    reader: AsyncConnection | AsyncSession, username: str, password: str
+) -> Login | None:
+    """The user's login if the password matches; unknown names cost the same as wrong passwords.
+
+    The hash is checked after the read, off the event loop: hold no transaction across it."""
+    login = await get_login(reader, username=username)
+    stored_hash = login.password_hash if login is not None else None
     if not await asyncio.to_thread(verify_password, stored_hash, password):
         return None
-    if user is not None and verified is not None:
-        verified.remember(user.id, user.password_hash, password)
-    return user
+    return login

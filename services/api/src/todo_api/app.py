@@ -6,14 +6,15 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_schema import QuartSchema
 
-from todo_api import auth, observability
-from todo_api.access import LIMITER
+from todo_api import access, auth, observability
 from todo_api.blueprints import docs, ops, stats, todos, tokens
 from todo_api.errors import register_error_handlers
 from todo_api.hits import HitCounter
 from todo_api.openapi import TodoOpenAPIProvider
+from todo_api.passwords import PasswordChecker
 from todo_api.ratelimit import RateLimiter
-from todo_api.resources import Database, Redis, attach_settings
+from todo_api.redis_client import RedisClient
+from todo_api.resources import Database, attach_settings
 from todo_common.security import warm_up
 from todo_common.settings import Settings, load_settings
 
@@ -41,11 +42,15 @@ def create_app(settings: Settings | None = None) -> Quart:
     )
     Database(settings).init_app(app)
     auth.init_app(app, settings.secret_key)
-    redis = Redis(settings)
-    redis.init_app(app)
-    if settings.use_rate_limits:
-        app.extensions[LIMITER] = RateLimiter(redis, settings.rate_limit)
-    if settings.redis_url and settings.count_hits:
+    PasswordChecker(settings.secret_key).init_app(app)
+    redis = RedisClient(settings) if settings.redis_url else None
+    if redis is not None:
+        redis.init_app(app)
+    limiter = (
+        RateLimiter(redis, settings.rate_limit) if redis and settings.use_rate_limits else None
+    )
+    access.init_app(app, limiter)
+    if redis is not None and settings.count_hits:
         HitCounter(redis, settings).init_app(app)
 
     observability.init_app(app, metrics=settings.http_metrics)

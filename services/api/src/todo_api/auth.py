@@ -1,9 +1,10 @@
-"""Who is calling: HTTP Basic passwords, or signed tokens (Basic `token:` or Bearer).
+"""Who is calling: the credentials a request carries, and signed tokens (Basic `token:` or Bearer).
 
 Seed semantics: with `TODO_USE_TOKEN_AUTH` off the API takes username:password; with it on, the API
 takes only tokens and a password is good for nothing but `GET /auth/request-token`. A token's
 signature is checked in memory; one primary-key read then compares its password version with the
 user's, so a password change (`todoctl passwd`) revokes older tokens at once, on every replica.
+Passwords are checked by `todo_api.passwords`.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ from quart import Quart, current_app, request
 
 from todo_api.errors import APIError
 from todo_api.resources import database, settings_of
-from todo_common.security import InvalidTokenError, TokenReader, VerifiedPasswords
-from todo_common.users import authenticate_user, get_password_version
+from todo_common.security import InvalidTokenError, TokenReader
+from todo_common.users import get_password_version
 
-VERIFIED_PASSWORDS = "todo.verified_passwords"
 TOKEN_READER = "todo.token_reader"  # noqa: S105 (an extension name, not a secret)
 
 
 def init_app(app: Quart, secret_key: str) -> None:
-    app.extensions[VERIFIED_PASSWORDS] = VerifiedPasswords(secret_key)
     app.extensions[TOKEN_READER] = TokenReader(secret_key)
 
 
@@ -69,21 +68,8 @@ def unauthorized(
     return APIError(401, message, {"WWW-Authenticate": ", ".join(challenges)})
 
 
-def checks_a_password(credentials: Credentials | None) -> bool:
-    """Whether authenticating these credentials may cost an Argon2id verification."""
-    return credentials is not None and credentials.scheme == "basic" and bool(credentials.password)
-
-
-async def verify_password_credentials(credentials: Credentials) -> Principal | None:
-    verified: VerifiedPasswords = current_app.extensions[VERIFIED_PASSWORDS]
-    async with database(current_app).reader() as session:
-        user = await authenticate_user(
-            session, credentials.username, credentials.password, verified
-        )
-    return Principal(user.id, user.password_version) if user is not None else None
-
-
-async def verify_token_credentials(credentials: Credentials) -> Principal | None:
+async def verify_token(credentials: Credentials) -> Principal | None:
+    """The token's user, if its signature and expiry hold and its password version is current."""
     token = credentials.username  # Bearer value, or the seed's Basic "token:" form
     if credentials.scheme == "basic" and credentials.password:
         return None
@@ -97,14 +83,3 @@ async def verify_token_credentials(credentials: Credentials) -> Principal | None
     if current_version != claims.password_version:
         return None  # revoked by a password change, or the user is gone
     return Principal(claims.user_id, claims.password_version)
-
-
-async def authenticate(credentials: Credentials | None) -> Principal | None:
-    """The caller of an /api route under the configured scheme, or None."""
-    if credentials is None:
-        return None
-    if settings_of(current_app).use_token_auth:
-        return await verify_token_credentials(credentials)
-    if credentials.scheme != "basic":
-        return None
-    return await verify_password_credentials(credentials)

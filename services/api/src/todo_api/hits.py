@@ -1,12 +1,20 @@
-"""Counting views of todos: each successful GET of a todo adds a hit in Redis for the worker to
-flush into the database (`todo_common.hits` has the hand-over).
+"""Counting views of todos: each successful GET of a todo (a 200 or a 304; HEAD is not a view) adds
+a hit for the worker to flush into the database (`todo_common.hits` has the hand-over).
 
-One Redis round trip per view: with rate limits on, the limiter's script counts the view in
-advance (`RateLimiter.hit`), and the view is taken back if the GET then fails; without them, the
-view is counted after the GET succeeded. When TODO_HITS_FLUSH_THRESHOLD todos or more have hits
-waiting, one request (a flag in Redis picks it) asks the worker for an early flush, carrying its
-request id; this bounds Redis memory between the scheduler's flushes. Redis being down
-loses the hits of that time and nothing else (fail open).
+The request path makes no Redis call for it: views are added to a buffer in the process, and a
+background task sends the buffer in one call (`ADD_VIEWS_SCRIPT`) every `SEND_EVERY_SECONDS`, or
+as soon as `SEND_AT_VIEWS` views wait. Only views that happened are sent, so no count is ever
+taken back and no field is written for a 404. The buffer is sent once more when the app stops
+serving, after its last request (graceful shutdown).
+
+What can be lost: the views of the last `SEND_EVERY_SECONDS` before the process is killed
+(SIGKILL, a crash, the OOM killer). While Redis is down, views wait in the buffer and are sent
+when it returns; a buffer that already holds `MAX_BUFFERED_TODOS` todos drops views of new ones
+(counted in `todo_redis_failures_total{feature="hits"}`).
+
+When TODO_HITS_FLUSH_THRESHOLD todos or more have hits waiting in Redis, one sender (a flag in
+Redis picks it) asks the worker for an early flush; this bounds Redis memory between the
+scheduler's flushes.
 """
 
 from __future__ import annotations
@@ -17,72 +25,109 @@ from collections.abc import AsyncIterator
 
 import structlog
 from quart import Quart, current_app, g, request
-from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
 
-from todo_api.ratelimit import FailOpen, ViewKeys
-from todo_api.resources import Redis
+from todo_api.access import REDIS_FAILURES
+from todo_api.redis_client import RedisClient
 from todo_common.celery_app import FLUSH_HIT_COUNTS, REQUEST_ID_HEADER, create_celery
-from todo_common.hits import COUNT_SCRIPT, HitKeys, hit_field
+from todo_common.degraded import Degraded
+from todo_common.exceptions import RedisBusy, RedisUnavailable
+from todo_common.hits import ADD_VIEWS_SCRIPT, HitKeys, hit_field
 from todo_common.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 HITS = "todo.hits"
+SEND_EVERY_SECONDS = 0.1
+SEND_AT_VIEWS = 1000
+MAX_BUFFERED_TODOS = 100_000
 
 
 class HitCounter:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, settings: Settings) -> None:
         self.redis = redis
         self.keys = HitKeys(settings.redis_key_prefix)
         self.threshold = settings.hits_flush_threshold
-        self.fail_open = FailOpen("hits")
         self.celery = create_celery(settings, main="todo-api")
-        self._script: AsyncScript | None = None
+        self.down = Degraded(
+            "hits", "redis unavailable; views wait in the process", backoff=1.0, log_every=10.0
+        )
+        self._buffer: dict[str, int] = {}
+        self._views = 0
+        self._last_request_id: str | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._sender: asyncio.Task[None] | None = None
 
     def init_app(self, app: Quart) -> None:
         app.extensions[HITS] = self
+        app.before_serving(self.start)
+        app.after_serving(self.stop)
 
-    def view_keys(self, owner_id: int, todo_id: int) -> ViewKeys:
-        """What a view of this todo by its owner increments and checks."""
-        return ViewKeys(
-            self.keys.pending,
-            self.keys.flush_requested,
-            hit_field(owner_id, todo_id),
-            self.threshold,
-        )
-
-    async def count(self, owner_id: int, todo_id: int, delta: int = 1) -> None:
-        """Add `delta` hits (-1 takes back one counted in advance)."""
-        client = self.redis.client
-        if client is None or self.fail_open.is_down():
-            self.fail_open.record(None)
+    def count(self, owner_id: int, todo_id: int, request_id: str | None = None) -> None:
+        """Add one view to the buffer (no I/O)."""
+        field = hit_field(owner_id, todo_id)
+        if field not in self._buffer and len(self._buffer) >= MAX_BUFFERED_TODOS:
+            REDIS_FAILURES.labels("hits").inc()
             return
-        if self._script is None:
-            self._script = client.register_script(COUNT_SCRIPT)
-        view = self.view_keys(owner_id, todo_id)
+        self._buffer[field] = self._buffer.get(field, 0) + 1
+        self._views += 1
+        self._last_request_id = request_id
+        if self._views >= SEND_AT_VIEWS:
+            self._wake.set()
+
+    async def start(self) -> None:
+        self._sender = asyncio.create_task(self._send_periodically())
+
+    async def stop(self) -> None:
+        """Send what is buffered, after the last request (the app stops serving)."""
+        self._stopping = True
+        self._wake.set()
+        if self._sender is not None:
+            await self._sender
+
+    async def _send_periodically(self) -> None:
+        while not self._stopping:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), SEND_EVERY_SECONDS)
+            self._wake.clear()
+            await self.send()
+        await self.send()
+
+    async def send(self) -> None:
+        """Send the buffer in one call; on failure it stays buffered for the next try."""
+        if not self._buffer or (self.down.is_down() and not self._stopping):
+            return
+        batch, self._buffer, self._views = self._buffer, {}, 0
+        request_id = self._last_request_id
+        args: list[str | int] = [self.threshold]
+        for field, views in batch.items():
+            args += [field, views]
         try:
-            flush_wanted = await self._script(
-                keys=[view.pending, view.flag], args=[view.field, delta, view.threshold]
+            flush_wanted = await self.redis.run_script(
+                ADD_VIEWS_SCRIPT, keys=[self.keys.pending, self.keys.flush_requested], args=args
             )
-        except (RedisError, OSError) as error:
-            self.fail_open.record(error)
+        except (RedisUnavailable, RedisBusy) as error:
+            self._keep(batch)
+            REDIS_FAILURES.labels("hits").inc()
+            self.down.record(error, buffered_todos=len(self._buffer))
             return
         if flush_wanted:
-            self.request_flush()
+            await self._ask_for_flush(request_id)
 
-    def request_flush(self) -> None:
-        """Ask the worker for a flush, after the response (the script chose this request)."""
-        current_app.add_background_task(self._send_flush, g.request_id)
+    def _keep(self, batch: dict[str, int]) -> None:
+        for field, views in batch.items():
+            if field in self._buffer or len(self._buffer) < MAX_BUFFERED_TODOS:
+                self._buffer[field] = self._buffer.get(field, 0) + views
+                self._views += views
+            else:
+                REDIS_FAILURES.labels("hits").inc()
 
-    async def _send_flush(self, request_id: str) -> None:
+    async def _ask_for_flush(self, request_id: str | None) -> None:
         # Celery's publisher blocks on the network, so it runs off the event loop.
+        headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
         try:
             await asyncio.to_thread(
-                self.celery.send_task,
-                FLUSH_HIT_COUNTS,
-                headers={REQUEST_ID_HEADER: request_id},
-                retry=False,
+                self.celery.send_task, FLUSH_HIT_COUNTS, headers=headers, retry=False
             )
         except Exception as error:  # the scheduler's next flush does the work anyway
             log.warning("could not ask for an early flush", error=str(error))
@@ -98,16 +143,7 @@ def hit_counter(app: Quart) -> HitCounter | None:
 @contextlib.asynccontextmanager
 async def counting_view(owner_id: int, todo_id: int) -> AsyncIterator[None]:
     """Count the GET inside as a view of the todo if it succeeds (a 304 is a success too)."""
+    yield
     counter = hit_counter(current_app)
-    if counter is None or request.method != "GET":
-        yield
-        return
-    counted_in_advance = g.get("view_counted", False)
-    try:
-        yield
-    except BaseException:
-        if counted_in_advance:
-            await counter.count(owner_id, todo_id, -1)
-        raise
-    if not counted_in_advance:
-        await counter.count(owner_id, todo_id)
+    if counter is not None and request.method == "GET":
+        counter.count(owner_id, todo_id, g.get("request_id"))

@@ -15,8 +15,6 @@ import structlog
 from prometheus_client import Counter, Histogram
 from quart import Quart, Response, g, request
 
-from todo_api.ratelimit import WindowState
-
 log = structlog.get_logger("todo_api.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -48,9 +46,6 @@ async def begin_request() -> None:
 
 async def finish_request(response: Response, metrics: bool = True) -> Response:
     response.headers[REQUEST_ID_HEADER] = g.get("request_id") or request_id_from_client()
-    window: WindowState | None = g.get("rate_limit")
-    if window is not None:
-        response.headers.update(window.headers())
     elapsed = time.perf_counter() - g.get("started", time.perf_counter())
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     method = request.method if request.method in _KNOWN_METHODS else "OTHER"

@@ -1,7 +1,7 @@
 """Process-wide resources of the app, opened before serving and closed after.
 
 Each follows the extension pattern (`init_app` registers `before_serving` / `after_serving`), and
-handlers reach them through `database(app)` / `redis_client(app)` / `settings_of(app)`.
+handlers reach them through `database(app)` / `settings_of(app)` (Redis: `todo_api.redis_client`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import redis.asyncio as aioredis
 from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
@@ -93,41 +92,6 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
 
-class Redis:
-    """A Redis client with short timeouts: callers fail open rather than wait."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.client: aioredis.Redis | None = None
-
-    def init_app(self, app: Quart) -> None:
-        app.extensions[_REDIS] = self
-        if self.settings.redis_url:
-            app.before_serving(self.open)
-            app.after_serving(self.close)
-
-    async def open(self) -> None:
-        assert self.settings.redis_url
-        self.client = aioredis.Redis.from_url(
-            self.settings.redis_url,
-            socket_timeout=0.5,
-            socket_connect_timeout=0.5,
-            health_check_interval=30,
-        )
-
-    async def close(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
-
-    def key(self, *parts: str | int) -> str:
-        return self.settings.redis_key_prefix + ":".join(str(part) for part in parts)
-
-
 def database(app: Quart) -> Database:
     db: Database = app.extensions[_DATABASE]
     return db
-
-
-def redis_client(app: Quart) -> Redis:
-    client: Redis = app.extensions[_REDIS]
-    return client

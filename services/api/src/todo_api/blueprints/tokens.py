@@ -10,8 +10,7 @@ from __future__ import annotations
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response
 
-from todo_api.access import admit, current_principal
-from todo_api.auth import Credentials, Principal, verify_password_credentials
+from todo_api.access import current_principal, require_password
 from todo_api.conditional import json_response
 from todo_api.resources import settings_of
 from todo_api.schemas import TokenOut
@@ -22,15 +21,7 @@ blueprint = Blueprint("tokens", __name__, url_prefix="/auth")
 NO_CACHE = "no-cache, no-store, max-age=0"
 
 
-async def _password_only(credentials: Credentials | None) -> Principal | None:
-    if credentials is None or credentials.scheme != "basic" or not credentials.password:
-        return None
-    return await verify_password_credentials(credentials)
-
-
-@blueprint.before_request
-async def require_password() -> None:
-    await admit(_password_only, login=True)
+blueprint.before_request(require_password)
 
 
 @blueprint.get("/request-token")

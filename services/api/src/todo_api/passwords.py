@@ -1,0 +1,107 @@
+"""Checking a username and password: Argon2id, bounded, limited before it runs, no connection held.
+
+Argon2id costs tens of milliseconds of CPU by design, which makes it the cheapest way to starve a
+server. So a check here:
+
+1. reads the user's login (id, hash, password version) in one short statement and gives the
+   connection back: no database connection is ever held while a hash is computed;
+2. accepts at once a password that matched this user's current hash within the last minute
+   (`VerifiedPasswords`), so a Basic client does not pay Argon2id on every request;
+3. otherwise calls the caller's `before_hashing` first: the gate spends one attempt of a rate
+   limit window there, and refuses (429) before any hashing once the window is spent;
+4. then waits for one of a few hashing slots (one per core) for at most `SLOT_WAIT_SECONDS`, and
+   answers 503 with Retry-After rather than queue behind a flood;
+5. hashes off the event loop. Unknown users are checked against a dummy hash: "no such user"
+   and "wrong password" cost the same and look the same.
+
+An empty password is refused without a check: no user has one, and nothing is learnt from that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from prometheus_client import Counter
+from quart import Quart, current_app
+
+from todo_api.auth import Credentials, Principal
+from todo_api.resources import database
+from todo_common.exceptions import APIError
+from todo_common.security import VerifiedPasswords, verify_password
+from todo_common.users import get_login
+
+PASSWORD_CHECKS = Counter(
+    "todo_password_checks_total",
+    "Argon2id password verifications run, by outcome (match, mismatch).",
+    ["outcome"],
+)
+PASSWORD_CHECKS_REFUSED = Counter(
+    "todo_password_checks_refused_total",
+    "Password checks refused with 503 because no hashing slot came free in time.",
+)
+
+# How long a request may wait for a hashing slot before it is refused.
+SLOT_WAIT_SECONDS = 0.5
+SLOT_RETRY_AFTER_SECONDS = 1
+
+_CHECKER = "todo.passwords"
+
+BeforeHashing = Callable[[], Awaitable[None]]
+
+
+class PasswordChecker:
+    def __init__(self, secret_key: str, slots: int | None = None) -> None:
+        self.remembered = VerifiedPasswords(secret_key)
+        self.slots = slots or len(os.sched_getaffinity(0))
+        self._slots = asyncio.Semaphore(self.slots)
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[_CHECKER] = self
+
+    async def check(
+        self, credentials: Credentials, before_hashing: BeforeHashing
+    ) -> Principal | None:
+        """The user these Basic credentials prove, or None."""
+        username, password = credentials.username, credentials.password
+        if credentials.scheme != "basic" or not password:
+            return None
+        async with database(current_app).connection() as connection:
+            login = await get_login(connection, username=username)
+        if login is not None and self.remembered.check(
+            login.user_id, login.password_hash, password
+        ):
+            return Principal(login.user_id, login.password_version)
+        await before_hashing()
+        async with self._slot():
+            matches = await asyncio.to_thread(
+                verify_password, login.password_hash if login is not None else None, password
+            )
+        PASSWORD_CHECKS.labels("match" if matches else "mismatch").inc()
+        if not matches or login is None:
+            return None
+        self.remembered.remember(login.user_id, login.password_hash, password)
+        return Principal(login.user_id, login.password_version)
+
+    @contextlib.asynccontextmanager
+    async def _slot(self) -> AsyncIterator[None]:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), SLOT_WAIT_SECONDS)
+        except TimeoutError:
+            PASSWORD_CHECKS_REFUSED.inc()
+            raise APIError(
+                503,
+                "the server is busy checking passwords; retry shortly",
+                {"Retry-After": str(SLOT_RETRY_AFTER_SECONDS)},
+            ) from None
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+def password_checker(app: Quart) -> PasswordChecker:
+    checker: PasswordChecker = app.extensions[_CHECKER]
+    return checker
