@@ -1,4 +1,4 @@
-"""One exception for API failures and the app-level handlers that turn every 4xx/5xx into JSON.
+"""The app-level handlers that turn every 4xx/5xx into JSON.
 
 Error bodies keep the seed's keys (`status`, `error`, `message`) and add RFC 9457's (`type`,
 `title`, `detail`), whatever raised them: our `APIError`, Quart's routing (404/405), body parsing
@@ -28,6 +28,7 @@ from quart import Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from todo_common.db import database_unavailable
+from todo_common.exceptions import APIError
 
 log = structlog.get_logger(__name__)
 
@@ -38,18 +39,6 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 _LOG_UNAVAILABLE_EVERY_SECONDS = 5.0
 # How long an early error response waits for a body the client is still sending.
 _BODY_WAIT_SECONDS = 1.0
-
-
-class APIError(Exception):
-    """Abort the request with `status`, a human `message` and optional extra headers."""
-
-    def __init__(
-        self, status: int, message: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message or HTTPStatus(status).description)
-        self.status = status
-        self.message = message or HTTPStatus(status).description
-        self.headers = headers or {}
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:

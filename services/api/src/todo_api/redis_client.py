@@ -1,7 +1,7 @@
 """The API's Redis client: one bounded pool per process, and Redis errors translated once.
 
 The pool holds at most TODO_REDIS_POOL_SIZE connections; a request that finds them all busy waits
-for one (up to TODO_REDIS_TIMEOUT) instead of failing at once, as redis-py's default pool does
+for one (up to `_POOL_WAIT_SECONDS`) instead of failing at once, as redis-py's default pool does
 ("Too many connections"). Every error leaves this module as one of two exceptions of
 `todo_common.exceptions`, because the features above treat them differently:
 
@@ -33,6 +33,9 @@ from todo_common.settings import Settings
 
 # How long an answer counts as evidence that Redis is failing (see `RedisBusy`).
 _DOWN_EVIDENCE_SECONDS = 5.0
+# A request waits this long for a pooled connection: a flood queues here, in order, and only a
+# wait this long says we are overloaded.
+_POOL_WAIT_SECONDS = 3.0
 # Connecting to a Redis that is up takes well under a millisecond; refusing is instant.
 _CONNECT_TIMEOUT_SECONDS = 0.5
 
@@ -61,7 +64,7 @@ class RedisClient:
         pool = aioredis.BlockingConnectionPool.from_url(
             self.settings.redis_url,
             max_connections=self.settings.redis_pool_size,
-            timeout=self.settings.redis_timeout,  # waiting for a pooled connection
+            timeout=_POOL_WAIT_SECONDS,
             socket_timeout=self.settings.redis_timeout,
             socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
             health_check_interval=30,
@@ -105,7 +108,7 @@ class RedisClient:
     def _busy(self, error: Exception) -> RedisUnavailable | RedisBusy:
         if self.recently_down:
             return RedisUnavailable(f"no connection came free while Redis fails: {error}")
-        return RedisBusy(f"no Redis connection came free in {self.settings.redis_timeout}s")
+        return RedisBusy(f"no Redis connection came free in {_POOL_WAIT_SECONDS}s")
 
 
 def redis_of(app: Quart) -> RedisClient | None:
