@@ -37,9 +37,7 @@ if TYPE_CHECKING:
         Scope,
     )
 
-from todo_common.logs import configure_logging
-from todo_common.metrics import prepare_multiprocess_dir
-from todo_common.settings import load_settings
+from todo_common.service import start_service
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,13 +57,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.workers < 1:
         raise SystemExit("todo-api: --workers must be at least 1")
-    settings = load_settings()  # a bad value exits here with one line, before any worker starts
-    signal.signal(signal.SIGTERM, _exit_before_serving)
-    prepare_multiprocess_dir("api")  # before prometheus_client is imported anywhere
+    settings = start_service("api")  # before any worker starts, and before prometheus_client
 
     from hypercorn.config import Config
 
-    configure_logging(settings, "api")
     config = Config()
     config.bind = [args.bind]
     config.workers = args.workers
@@ -254,6 +249,6 @@ def supervise(config: Config) -> int:
 
 
 def _exit_before_serving(_signum: int, _frame: object) -> None:
-    """SIGTERM before serving starts (the loop's or the supervisor's handler takes over then):
-    nothing is served yet, so exit cleanly."""
+    """SIGTERM or SIGINT to a worker before its loop's handlers take over: nothing is served
+    yet, so exit cleanly."""
     raise SystemExit(0)
