@@ -1,11 +1,15 @@
-"""`todo-api`: serve the app with hypercorn (uvloop workers), configured by the environment.
+"""`todo-api`: serve the app with hypercorn (uvloop), configured by the environment.
 
-SIGTERM (or Ctrl-C) starts a graceful shutdown: the listening socket closes at once (new
-connections are refused), requests in flight run to completion for up to TODO_GRACEFUL_TIMEOUT
-seconds, and every response sent meanwhile says `Connection: close`, so a keep-alive client opens
-a new connection for its next request (and is refused) instead of reusing one about to close.
-With `--workers N` a small supervisor of our own does the same for every worker (hypercorn's
-terminates the other workers as soon as the first has drained, cutting their requests short).
+One worker, the cluster's way, is hypercorn's public `serve()` in this process. SIGTERM (or
+Ctrl-C) starts a graceful shutdown: the listening socket closes at once (new connections are
+refused), requests in flight run to completion for up to TODO_GRACEFUL_TIMEOUT seconds, and every
+response sent meanwhile says `Connection: close`, so a keep-alive client opens a new connection
+for its next request (and is refused) instead of reusing one about to close.
+
+With `--workers N` a small supervisor of our own shares the listening sockets with N processes,
+each running that same `serve()`, and passes signals on to them (hypercorn's own multi-worker
+`run()` terminates the other workers as soon as the first has drained, cutting their requests
+short). A worker whose supervisor dies drains and exits as if it had been sent SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import signal
 import sys
@@ -32,9 +37,7 @@ if TYPE_CHECKING:
         Scope,
     )
 
-from todo_common.logs import configure_logging
-from todo_common.metrics import prepare_multiprocess_dir
-from todo_common.settings import load_settings
+from todo_common.service import start_service
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,13 +57,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.workers < 1:
         raise SystemExit("todo-api: --workers must be at least 1")
-    settings = load_settings()  # a bad value exits here with one line, before any worker starts
-    signal.signal(signal.SIGTERM, _exit_before_serving)
-    prepare_multiprocess_dir("api")  # before prometheus_client is imported anywhere
+    settings = start_service("api")  # before any worker starts, and before prometheus_client
 
     from hypercorn.config import Config
 
-    configure_logging(settings, "api")
     config = Config()
     config.bind = [args.bind]
     config.workers = args.workers
@@ -82,17 +82,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     raise SystemExit(exit_code)
 
 
+# hypercorn waits for the connections it knew of when it closed the listener; one accepted in that
+# same loop turn is not among them. The app's shutdown gives such a connection's request this long
+# to reach the app before deciding that nothing is in flight.
+LATE_REQUEST_GRACE = 0.05
+# After the last request returns, its response's final bytes still have to leave the process.
+LAST_BYTES_GRACE = 0.05
+
+
 class Draining:
     """ASGI wrapper for a graceful shutdown: once it has begun, responses carry `Connection:
     close`, and the app's own shutdown (closing the database and Redis) waits, up to the graceful
-    timeout, until no request is in the app. hypercorn waits only for the connections it knew of
-    when it stopped listening; one accepted in that same loop turn would otherwise be cut off."""
+    timeout, until no request is in the app."""
 
     def __init__(self, app: ASGIFramework, graceful_timeout: float) -> None:
         self.app = app
         self.graceful_timeout = graceful_timeout
         self.draining_since: float | None = None
         self.in_flight = 0
+        self._idle = asyncio.Event()  # set whenever no request is in the app
+        self._idle.set()
 
     @property
     def draining(self) -> bool:
@@ -118,10 +127,13 @@ class Draining:
             await send(message)
 
         self.in_flight += 1
+        self._idle.clear()
         try:
             await self.app(scope, receive, send_closing)
         finally:
             self.in_flight -= 1
+            if not self.in_flight:
+                self._idle.set()
 
     def _shutting_down_last(self, receive: ASGIReceiveCallable) -> ASGIReceiveCallable:
         async def receive_after_requests() -> ASGIReceiveEvent:
@@ -133,51 +145,58 @@ class Draining:
         return receive_after_requests
 
     async def _requests_done(self) -> None:
+        """Return once no request is in the app, or at the graceful deadline."""
         deadline = (self.draining_since or time.monotonic()) + self.graceful_timeout
-        await asyncio.sleep(0.05)  # connections accepted in the last loop turn start their request
-        while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - a bounded poll
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.05)  # let the last responses' bytes reach the sockets
+        await asyncio.sleep(LATE_REQUEST_GRACE)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(LAST_BYTES_GRACE)
 
 
-def serve(config: Config, sockets: Sockets | None = None) -> int:
-    """Serve in this process until SIGTERM or SIGINT, then drain. As one worker of several
-    (`sockets` given), also drain when the supervisor that started it has gone."""
-    supervisor = os.getppid() if sockets is not None else None
-    if supervisor is not None:  # until the loop's handlers are in place, a stop is a clean exit
-        signal.signal(signal.SIGTERM, _exit_before_serving)
-        signal.signal(signal.SIGINT, _exit_before_serving)
-    import uvloop
-    from hypercorn.asyncio.run import worker_serve
-    from hypercorn.utils import wrap_app
-
+def serve(config: Config, supervisor_gone: int | None = None) -> int:
+    """Serve with hypercorn's `serve()` until SIGTERM or SIGINT, then drain. `supervisor_gone`
+    is a file descriptor that turns readable once the supervisor has died: drain then too."""
     from todo_api.asgi import app
 
     wrapped = Draining(app, config.graceful_timeout)
 
     async def serve_until_stopped() -> None:
-        signalled = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            asyncio.get_running_loop().add_signal_handler(signum, signalled.set)
+        from hypercorn.asyncio import serve as hypercorn_serve
 
-        async def orphaned() -> None:
-            while os.getppid() == supervisor:  # noqa: ASYNC110 - nothing to wait on but this
-                await asyncio.sleep(1)
-            signalled.set()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        if supervisor_gone is not None:
+            loop.add_reader(supervisor_gone, stop.set)
 
         async def drain() -> None:
-            watch = asyncio.create_task(orphaned()) if supervisor is not None else None
-            await signalled.wait()
-            if watch is not None:
-                watch.cancel()
+            await stop.wait()
+            if supervisor_gone is not None:
+                loop.remove_reader(supervisor_gone)  # end-of-file stays readable: stop asking
             wrapped.start_draining()
 
-        asgi = wrap_app(wrapped, config.wsgi_max_body_size, "asgi")
-        await worker_serve(asgi, config, sockets=sockets, shutdown_trigger=drain)
+        await hypercorn_serve(wrapped, config, shutdown_trigger=drain, mode="asgi")
+
+    import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(serve_until_stopped())
     return 0
+
+
+def serve_as_worker(config: Config, sockets: Sockets) -> int:
+    """One of `supervise()`'s processes: serve the supervisor's listening sockets until told to
+    stop, or until the supervisor is gone however it died (SIGKILL included)."""
+    signal.signal(signal.SIGTERM, _exit_before_serving)  # until the loop's handlers take over
+    signal.signal(signal.SIGINT, _exit_before_serving)
+    config.workers = 1  # this process serves alone, as hypercorn's serve() expects
+    # hypercorn adopts each socket by its file descriptor; detached, our object will not close it.
+    config.bind = [f"fd://{sock.detach()}" for sock in sockets.insecure_sockets]
+    # The supervisor's end of this pipe closes when it exits, so it reads end-of-file then.
+    supervisor = multiprocessing.parent_process()
+    assert supervisor is not None, "a worker is started by supervise()"
+    return serve(config, supervisor_gone=supervisor.sentinel)
 
 
 def supervise(config: Config) -> int:
@@ -187,13 +206,15 @@ def supervise(config: Config) -> int:
 
     The signal handler only sends signals and closes sockets: nothing in it takes a lock that
     the interrupted main loop could be holding."""
-    from multiprocessing import get_context
     from multiprocessing.connection import wait
 
-    context = get_context("spawn")
+    context = multiprocessing.get_context("spawn")
     sockets = config.create_sockets()
     listening = [*sockets.secure_sockets, *sockets.insecure_sockets]
-    workers = [context.Process(target=serve, args=(config, sockets)) for _ in range(config.workers)]
+    workers = [
+        context.Process(target=serve_as_worker, args=(config, sockets))
+        for _ in range(config.workers)
+    ]
     stopping = False
 
     def shut_down(_signum: int, _frame: object) -> None:
@@ -228,6 +249,6 @@ def supervise(config: Config) -> int:
 
 
 def _exit_before_serving(_signum: int, _frame: object) -> None:
-    """SIGTERM before serving starts (the loop's or the supervisor's handler takes over then):
-    nothing is served yet, so exit cleanly."""
+    """SIGTERM or SIGINT to a worker before its loop's handlers take over: nothing is served
+    yet, so exit cleanly."""
     raise SystemExit(0)

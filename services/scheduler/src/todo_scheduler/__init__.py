@@ -1,5 +1,5 @@
-"""The todo Celery beat scheduler service.
+"""The todo Celery beat scheduler (`todo-scheduler`): sends the project's periodic tasks on their
+schedule (exactly one must run per deployment) and serves its own metrics and liveness probe.
 
-A skeleton for now: the beat schedule and its entry point arrive with the worker issue.
-It sends tasks by name and imports no worker code.
+It sends tasks by name and imports no worker code; it depends on todo-common only.
 """

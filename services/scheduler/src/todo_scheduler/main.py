@@ -6,12 +6,9 @@ and a liveness `/healthz` are served on TODO_METRICS_PORT (default 9102).
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Sequence
 
-from todo_common.logs import configure_logging
-from todo_common.metrics import prepare_multiprocess_dir
-from todo_common.settings import load_settings
+from todo_common.service import serve_metrics, start_service
 
 DEFAULT_METRICS_PORT = 9102
 # Beat wakes at least this often, so its heartbeat (and tick metric) stays fresh between tasks.
@@ -19,13 +16,9 @@ MAX_SLEEP_SECONDS = 5.0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = load_settings()  # a bad value exits here with one line
-    signal.signal(signal.SIGTERM, exit_before_start)
-    prepare_multiprocess_dir("scheduler")  # before prometheus_client is imported anywhere
-    configure_logging(settings, "scheduler")
+    settings = start_service("scheduler")
 
     from todo_common.celery_app import broker_unreachable, create_celery
-    from todo_common.metrics import start_metrics_server
     from todo_scheduler.beat import HEARTBEAT, ObservedScheduler
     from todo_scheduler.schedule import beat_schedule
 
@@ -39,13 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     HEARTBEAT.excuse = lambda: broker_unreachable(settings)  # sending waits for the broker
     app = create_celery(settings, main="todo-scheduler")
     app.conf.beat_schedule = beat_schedule(settings)
-    port = settings.metrics_port or DEFAULT_METRICS_PORT
-    try:
-        start_metrics_server(port, HEARTBEAT)
-    except OSError as error:
-        raise SystemExit(
-            f"todo-scheduler: cannot serve metrics on port {port}: {error.strerror or error}"
-        ) from None
+    serve_metrics("scheduler", settings, DEFAULT_METRICS_PORT, HEARTBEAT)
     beat = app.Beat(
         scheduler=ObservedScheduler,
         max_interval=min(MAX_SLEEP_SECONDS, settings.flush_interval),
@@ -54,8 +41,3 @@ def main(argv: Sequence[str] | None = None) -> None:
         quiet=True,
     )
     beat.run()
-
-
-def exit_before_start(_signum: int, _frame: object) -> None:
-    """SIGTERM before Celery installs its own handler: nothing runs yet, so just exit cleanly."""
-    raise SystemExit(0)

@@ -1,5 +1,5 @@
-"""The todo Celery worker service.
+"""The todo Celery worker (`todo-worker`): runs the project's tasks, such as moving the hit counts
+from Redis into the database, and serves its own metrics and liveness probe.
 
-A skeleton for now: the tasks, the worker entry point and its metrics arrive with the
-worker issue. It depends on todo-common only, never on the other services.
+It depends on todo-common only, never on the other services.
 """

@@ -7,13 +7,11 @@ TODO_METRICS_PORT (default 9101).
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Sequence
 
-from todo_common.logs import configure_logging
-from todo_common.metrics import Heartbeat, prepare_multiprocess_dir
-from todo_common.settings import load_settings
+from todo_common.metrics import Heartbeat
+from todo_common.service import serve_metrics, start_service
 
 DEFAULT_METRICS_PORT = 9101
 # The worker's timer beats every 5 s; a minute of silence means its main loop is stuck (unless
@@ -24,13 +22,9 @@ SUPPORTED_POOLS = ("prefork", "solo")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    settings = load_settings()  # a bad value exits here with one line
-    signal.signal(signal.SIGTERM, exit_before_start)
-    prepare_multiprocess_dir("worker")  # before prometheus_client is imported anywhere
-    configure_logging(settings, "worker")
+    settings = start_service("worker")
 
     from todo_common.celery_app import broker_unreachable
-    from todo_common.metrics import start_metrics_server
     from todo_worker.app import create_worker_app
 
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -39,13 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"todo-worker: --pool {pool} is not supported (use prefork or solo)")
     heartbeat = Heartbeat(HEARTBEAT_MAX_AGE, excuse=lambda: broker_unreachable(settings))
     app = create_worker_app(settings, heartbeat)
-    port = settings.metrics_port or DEFAULT_METRICS_PORT
-    try:
-        start_metrics_server(port, heartbeat)
-    except OSError as error:
-        raise SystemExit(
-            f"todo-worker: cannot serve metrics on port {port}: {error.strerror or error}"
-        ) from None
+    serve_metrics("worker", settings, DEFAULT_METRICS_PORT, heartbeat)
     app.worker_main(
         [
             "--quiet",  # no banner: every line on stderr is a log record
@@ -57,11 +45,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             *arguments,
         ]
     )
-
-
-def exit_before_start(_signum: int, _frame: object) -> None:
-    """SIGTERM before Celery installs its own handler: nothing runs yet, so just exit cleanly."""
-    raise SystemExit(0)
 
 
 def _option(arguments: list[str], long: str, short: str) -> str | None:
