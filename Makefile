@@ -39,7 +39,7 @@ $(CURDIR)/.tools/uv/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(CURDIR)/.tools/uv uv==$(UV_VERSION)
 
 install: $(UV) ## create .venv with every service and the dev tools (uv sync)
-	$(UV) sync --all-packages --locked
+	$(UV) sync --all-packages --locked --compile-bytecode
 
 tools: $(K8S_TOOLS)/.fetched ## fetch pinned helm and kubectl into .tools/k8s
 

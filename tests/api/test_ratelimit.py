@@ -210,7 +210,9 @@ def test_an_address_over_its_budget_spends_no_other_names_budget(
 
     assert [g.status_code for g in guesses] == [401] * 5 + [429] * 13
     assert [r.status_code for r in rightful] == [200] * 3
-    assert [r.headers["X-RateLimit-Remaining"] for r in rightful] == ["4"] * 3
+    # Only the 5 attempts within the address's budget were counted against names (2, 2 and 1);
+    # the headers show the tighter of the two windows, the name's.
+    assert [r.headers["X-RateLimit-Remaining"] for r in rightful] == ["2", "2", "3"]
 
 
 def test_token_route_fails_closed_while_redis_is_down(databases, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

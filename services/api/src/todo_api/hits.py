@@ -47,6 +47,7 @@ class HitCounter:
         self.redis = redis
         self.keys = HitKeys(settings.redis_key_prefix)
         self.threshold = settings.hits_flush_threshold
+        self.send_every = SEND_EVERY_SECONDS
         self.celery = create_celery(settings, main="todo-api")
         self.down = Degraded(
             "hits", "redis unavailable; views wait in the process", backoff=1.0, log_every=10.0
@@ -88,7 +89,7 @@ class HitCounter:
     async def _send_periodically(self) -> None:
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SEND_EVERY_SECONDS)
+                await asyncio.wait_for(self._wake.wait(), self.send_every)
             self._wake.clear()
             await self.send()
         await self.send()
