@@ -4,6 +4,7 @@ own database and Redis key prefix (the broker's keys included), so stacks never 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from tests.support import (
     start_worker,
     wait_until,
 )
+from todo_api.hits import SEND_EVERY_SECONDS
 from todo_common.celery_app import FLUSH_HIT_COUNTS, QUEUE, create_celery
 from todo_common.settings import Settings
 
@@ -51,6 +53,8 @@ class Stack:
         return scheduler
 
     def send(self, task: str = FLUSH_HIT_COUNTS, **options: object) -> None:
+        """Send `task`, once the API has sent the views it buffers (every 0.1 s) to Redis."""
+        time.sleep(3 * SEND_EVERY_SECONDS)
         app = create_celery(self.settings())
         try:
             app.send_task(task, **options)

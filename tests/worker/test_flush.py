@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+import redis
 
 from tests.stack import Stack, new_todo, stats, view
-from tests.support import BIN, clean_env, wait_until
+from tests.support import BIN, clean_env, start_api, wait_until
 from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS
 
 
@@ -138,13 +141,13 @@ def test_a_task_logs_the_request_id_that_caused_it(stack: Stack, rate_limits: bo
 
 
 def test_rate_limited_views_are_flushed_exactly(stack: Stack) -> None:
-    """The limiter's path: views counted in advance, failures taken back, 429s never counted."""
+    """With rate limits: each successful GET counts once; 404s and 429s never count."""
     stack.restart_api(TODO_USE_RATE_LIMITS="true", TODO_RATE_LIMIT="12/60s")
     worker = stack.worker()
     with stack.user_client() as owner, stack.user_client() as stranger:
         url = new_todo(owner)  # request 1 of the owner's 12
         view(owner, url, 8)  # 2-9
-        assert stranger.get(url).status_code == 404  # taken back
+        assert stranger.get(url).status_code == 404  # not a view
         assert owner.get(url.rsplit("/", 1)[0] + "/987654321").status_code == 404  # 10
         statuses = [owner.get(url).status_code for _ in range(4)]  # 11, 12, then over
         assert statuses == [200, 200, 429, 429]
@@ -202,3 +205,36 @@ def test_solo_pool_works_and_other_pools_are_refused(stack: Stack) -> None:
     assert refused.stderr.strip().splitlines() == [
         "todo-worker: --pool threads is not supported (use prefork or solo)"
     ]
+
+
+def test_a_burst_at_once_on_two_api_workers_counts_exactly(stack: Stack) -> None:
+    """N successful GETs sent at once, spread over two hypercorn workers, are N hits after a
+    flush; and nothing but positive counts is ever written to Redis."""
+    stack.api.stop()
+    stack.api = start_api(stack.env, stack.folder, workers=2)
+    worker = stack.worker()
+    user = stack.api.add_user()
+    with stack.api.client(auth=user) as client:
+        urls = [new_todo(client) for _ in range(3)]
+    views = 90
+
+    def get(i: int) -> int:
+        with stack.api.client(auth=user) as http:
+            return http.get(urls[i % 3]).status_code
+
+    with ThreadPoolExecutor(max_workers=45) as pool:
+        statuses = list(pool.map(get, range(views)))
+    assert statuses == [200] * views
+    pids = {record.get("pid") for record in stack.api.records() if record.get("event") == "request"}
+    assert len(pids) == 2, "both API workers served the burst"
+
+    time.sleep(0.5)  # each worker sends its buffer within 0.1 s
+    waiting = redis.Redis.from_url(stack.env["TODO_REDIS_URL"], decode_responses=True).hgetall(
+        f"{stack.env['TODO_REDIS_KEY_PREFIX']}hits:pending"
+    )
+    assert sum(int(count) for count in waiting.values()) == views
+    assert all(int(count) > 0 for count in waiting.values()), waiting
+
+    stack.flush(worker)
+    with stack.api.client(auth=user) as client:
+        assert stats(client)["hits"] == views

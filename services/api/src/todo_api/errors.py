@@ -28,7 +28,7 @@ from quart import Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
 from todo_common.db import database_unavailable
-from todo_common.exceptions import APIError
+from todo_common.exceptions import APIError as APIError  # re-exported for the handlers
 
 log = structlog.get_logger(__name__)
 

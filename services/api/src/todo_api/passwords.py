@@ -6,7 +6,9 @@ server. So a check here:
 1. reads the user's login (id, hash, password version) in one short statement and gives the
    connection back: no database connection is ever held while a hash is computed;
 2. accepts at once a password that matched this user's current hash within the last minute
-   (`VerifiedPasswords`), so a Basic client does not pay Argon2id on every request;
+   (`VerifiedPasswords`), so a Basic client does not pay Argon2id on every request, and waits
+   for the check already running when the same credentials arrive at once (a client opening
+   many connections pays one check, not one per connection);
 3. otherwise calls the caller's `before_hashing` first: the gate spends one attempt of a rate
    limit window there, and refuses (429) before any hashing once the window is spent;
 4. then waits for one of a few hashing slots (one per core) for at most `SLOT_WAIT_SECONDS`, and
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -57,6 +60,9 @@ class PasswordChecker:
         self.remembered = VerifiedPasswords(secret_key)
         self.slots = slots or len(os.sched_getaffinity(0))
         self._slots = asyncio.Semaphore(self.slots)
+        # Checks running now, by (user id, stored hash, digest of the password tried); only
+        # while they run, so identical credentials sent at once are checked once.
+        self._in_flight: dict[tuple[int, str, bytes], asyncio.Future[bool]] = {}
 
     def init_app(self, app: Quart) -> None:
         app.extensions[_CHECKER] = self
@@ -70,20 +76,33 @@ class PasswordChecker:
             return None
         async with database(current_app).connection() as connection:
             login = await get_login(connection, username=username)
-        if login is not None and self.remembered.check(
-            login.user_id, login.password_hash, password
-        ):
-            return Principal(login.user_id, login.password_version)
-        await before_hashing()
-        async with self._slot():
-            matches = await asyncio.to_thread(
-                verify_password, login.password_hash if login is not None else None, password
-            )
-        PASSWORD_CHECKS.labels("match" if matches else "mismatch").inc()
-        if not matches or login is None:
+        if login is None:
+            await before_hashing()
+            await self._hash(None, password)  # the same cost as a wrong password
             return None
-        self.remembered.remember(login.user_id, login.password_hash, password)
-        return Principal(login.user_id, login.password_version)
+        if self.remembered.check(login.user_id, login.password_hash, password):
+            return Principal(login.user_id, login.password_version)
+        key = (login.user_id, login.password_hash, hashlib.sha256(password.encode()).digest())
+        same_check = self._in_flight.get(key)
+        if same_check is not None:  # a client's connections opened at once: one check for all
+            matches = await asyncio.shield(same_check)
+        else:
+            await before_hashing()
+            check = asyncio.ensure_future(self._hash(login.password_hash, password))
+            self._in_flight[key] = check
+            try:
+                matches = await asyncio.shield(check)
+            finally:
+                self._in_flight.pop(key, None)
+            if matches:
+                self.remembered.remember(login.user_id, login.password_hash, password)
+        return Principal(login.user_id, login.password_version) if matches else None
+
+    async def _hash(self, password_hash: str | None, password: str) -> bool:
+        async with self._slot():
+            matches = await asyncio.to_thread(verify_password, password_hash, password)
+        PASSWORD_CHECKS.labels("match" if matches else "mismatch").inc()
+        return matches
 
     @contextlib.asynccontextmanager
     async def _slot(self) -> AsyncIterator[None]:
