@@ -120,11 +120,12 @@ def test_redis_outage_under_load_fails_open_then_limiting_resumes(
     slowest = max(o.seconds for o in during)
     assert slowest < SLOWEST_FAIL_OPEN_SECONDS, f"a request took {slowest:.2f}s"
 
-    # Each request served without Redis is counted (the limiter may be asked twice per request),
-    # and so is each view of a todo that could not be counted.
+    # Each request served without Redis is counted; views wait in the API's buffer, and each
+    # failed attempt to send them is counted too.
     assert limited_during >= len(during)
     item_views = [o for o in during if o.name.startswith("GET http")]
-    assert item_views and hits_during >= len(item_views)
+    assert item_views and hits_during >= 1
     assert "redis unavailable; failing open" in limited_api.log()
+    assert "redis unavailable; views wait in the process" in limited_api.log()
     assert limited_api.process.poll() is None  # the same process throughout
     assert resumed_after < 5, f"limiting resumed only {resumed_after:.1f}s after Redis returned"

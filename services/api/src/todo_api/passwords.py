@@ -46,8 +46,9 @@ PASSWORD_CHECKS_REFUSED = Counter(
     "Password checks refused with 503 because no hashing slot came free in time.",
 )
 
-# How long a request may wait for a hashing slot before it is refused.
-SLOT_WAIT_SECONDS = 0.5
+# How long a request may wait for a hashing slot before it is refused: a few dozen checks'
+# worth on an idle core, so logins arriving together queue briefly while a flood is cut off.
+SLOT_WAIT_SECONDS = 2.0
 SLOT_RETRY_AFTER_SECONDS = 1
 
 _CHECKER = "todo.passwords"

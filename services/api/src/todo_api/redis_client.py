@@ -39,9 +39,9 @@ _POOL_WAIT_SECONDS = 3.0
 # Connecting to a Redis that is up takes well under a millisecond; refusing is instant.
 _CONNECT_TIMEOUT_SECONDS = 0.5
 
-# One retry covers a pooled connection the server closed while idle; more would multiply the
-# wait on a Redis that hangs.
-_RETRIES = 1
+# One retry covers a pooled connection the server closed (a reset); a timeout is never retried,
+# which would multiply the wait on a Redis that hangs.
+_RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 _REDIS = "todo.redis"
 
@@ -68,9 +68,9 @@ class RedisClient:
             socket_timeout=self.settings.redis_timeout,
             socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
             health_check_interval=30,
-            retry=Retry(NoBackoff(), _RETRIES),
+            retry=_RETRY,
         )
-        self._client = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), _RETRIES))
+        self._client = aioredis.Redis(connection_pool=pool, retry=_RETRY)
 
     async def close(self) -> None:
         if self._client is not None:
