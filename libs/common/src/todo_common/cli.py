@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from todo_common.db import create_engine, create_sessionmaker
+from todo_common.exceptions import UserExistsError
 from todo_common.logs import configure_logging
 from todo_common.migrate import DatabaseUnavailableError, upgrade_database
 from todo_common.settings import Settings, load_settings
-from todo_common.users import UserExistsError, change_password, check_username, create_user
+from todo_common.users import change_password, check_username, create_user
 
 
 class CommandError(Exception):

@@ -29,6 +29,9 @@ from werkzeug.exceptions import HTTPException
 
 from todo_common.db import database_unavailable
 
+# Defined in the exception tree; re-exported so `from todo_api.errors import APIError` works.
+from todo_common.exceptions import APIError as APIError
+
 log = structlog.get_logger(__name__)
 
 # Headers a framework error carries that the client needs (e.g. Allow on a 405).
@@ -38,18 +41,6 @@ DATABASE_RETRY_AFTER_SECONDS = 5
 _LOG_UNAVAILABLE_EVERY_SECONDS = 5.0
 # How long an early error response waits for a body the client is still sending.
 _BODY_WAIT_SECONDS = 1.0
-
-
-class APIError(Exception):
-    """Abort the request with `status`, a human `message` and optional extra headers."""
-
-    def __init__(
-        self, status: int, message: str | None = None, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message or HTTPStatus(status).description)
-        self.status = status
-        self.message = message or HTTPStatus(status).description
-        self.headers = headers or {}
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
