@@ -1,7 +1,7 @@
 """Process-wide resources of the app, opened before serving and closed after.
 
 Each follows the extension pattern (`init_app` registers `before_serving` / `after_serving`), and
-handlers reach them through `database(app)` / `settings_of(app)`.
+handlers reach them through `database(app)` / `redis_client(app)` / `settings_of(app)`.
 """
 
 from __future__ import annotations
@@ -150,3 +150,8 @@ class Redis:
 def database(app: Quart) -> Database:
     db: Database = app.extensions[_DATABASE]
     return db
+
+
+def redis_client(app: Quart) -> Redis:
+    client: Redis = app.extensions[_REDIS]
+    return client
