@@ -9,11 +9,12 @@ import pty
 import subprocess
 import termios
 import time
+import uuid
 
 import pytest
 
 from tests.conftest import DatabaseFactory
-from tests.support import BIN, clean_env
+from tests.support import BIN, clean_env, free_port
 from todo_common.db import create_engine, create_sessionmaker
 from todo_common.settings import Settings
 from todo_common.users import authenticate_user, get_user_by_name
@@ -176,3 +177,26 @@ def test_passwd_refuses_an_empty_password_and_keeps_the_old(sqlite_url: str) -> 
     assert result.returncode == 1
     assert result.stderr.strip() == "todoctl: password must not be empty"
     assert user_exists(sqlite_url, "heidi", "kept")
+
+
+def test_adduser_on_a_database_that_is_down_says_so_in_one_line() -> None:
+    refused = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"
+
+    result = todoctl(refused, "adduser", "ivan", "--password-stdin", stdin="pw\n")
+
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith("todoctl: the database is unavailable (ConnectionRefused")
+
+
+def test_migrate_fails_at_once_with_one_line_on_a_real_error(postgres: str) -> None:
+    """No such database: waiting would not mend it, so --wait does not wait."""
+    missing = f"postgresql+asyncpg://postgres@127.0.0.1:5432/todo_missing_{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+
+    result = todoctl(missing, "migrate", "--wait", "30")
+
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("todoctl: cannot migrate the database (") and "does not exist" in last

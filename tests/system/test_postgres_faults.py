@@ -11,25 +11,19 @@ API's timeouts help).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import concurrent.futures
 import socket
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tests.instances import PostgresCluster, postgres_binary
 from tests.load import Load, Outcome
-from tests.support import ApiServer, free_port, need_program, start_api, wait_until
-from todo_common.db import create_engine, database_unavailable
-from todo_common.settings import Settings
+from tests.support import ApiServer, need_program, start_api, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -184,69 +178,6 @@ def test_connections_broken_by_a_restart_are_replaced_before_use(
 def get_list(api: ApiServer, user: tuple[str, str]) -> int:
     with api.client(auth=user) as http:
         return http.get("/api/v1.0/todos/").status_code
-
-
-def test_only_errors_that_mean_unavailable_become_503s(
-    cluster: PostgresCluster, tmp_path: Path
-) -> None:
-    """The line between "the database cannot serve now" (503) and a bug (500), drawn on errors
-    the drivers really raise."""
-
-    async def run(statement: str | None, port: int = cluster.port, **options: Any) -> None:
-        url = cluster.url("postgres").replace(f":{cluster.port}/", f":{port}/")
-        settings = Settings(database_url=url, db_timeout=0.5)
-        engine = create_engine(settings, statement_timeout=0.3, **options)
-        try:
-            async with engine.connect() as connection:
-                if statement is None:  # a second connection at once
-                    async with engine.connect():
-                        pass
-                else:
-                    await connection.execute(text(statement))
-        finally:
-            await engine.dispose()
-
-    def failure(action: Callable[[], object]) -> BaseException:
-        try:
-            action()
-        except Exception as error:
-            return error
-        raise AssertionError("it did not fail")
-
-    def pg(statement: str | None, **options: Any) -> BaseException:
-        return failure(lambda: asyncio.run(run(statement, **options)))
-
-    locked_file = tmp_path / "locked.sqlite3"
-    holder = sqlite3.connect(locked_file, isolation_level=None)
-    holder.execute("CREATE TABLE t (x)")
-    holder.execute("BEGIN IMMEDIATE")  # holds the write lock
-    writer = sqlite3.connect(locked_file, timeout=0)
-
-    unavailable = {
-        "statement timeout": pg("SELECT pg_sleep(5)"),
-        "connection terminated": pg("SELECT pg_terminate_backend(pg_backend_pid())"),
-        "pool timeout": pg(None, pool_size=1, max_overflow=0),
-        "too many connections": pg("DO $$ BEGIN RAISE too_many_connections; END $$"),
-        "connection refused": pg("SELECT 1", port=free_port()),
-        "sqlite locked": failure(lambda: writer.execute("INSERT INTO t VALUES (1)")),
-    }
-    bugs = {
-        "division by zero": pg("SELECT 1 / 0"),
-        "missing table": pg("SELECT * FROM nowhere"),
-        "syntax": pg("SELEC 1"),
-        "unique violation": pg("DO $$ BEGIN RAISE unique_violation; END $$"),
-        "sqlite missing table": failure(lambda: holder.execute("SELECT * FROM nowhere")),
-        "our own timeout": failure(lambda: asyncio.run(asyncio.wait_for(asyncio.sleep(1), 0.01))),
-        "an OSError elsewhere": ConnectionRefusedError("not the database"),
-    }  # fmt: skip
-    holder.close()
-    writer.close()
-    assert {name: database_unavailable(e) for name, e in unavailable.items()} == dict.fromkeys(
-        unavailable, True
-    ), unavailable
-    assert {name: database_unavailable(e) for name, e in bugs.items()} == dict.fromkeys(
-        bugs, False
-    ), bugs
 
 
 def test_a_503_before_the_body_arrived_keeps_the_connection_usable(

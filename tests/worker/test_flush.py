@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from tests.stack import Stack, new_todo, stats, view
-from tests.support import BIN, clean_env, start_api, wait_until
+from tests.support import BIN, clean_env, free_port, start_api, wait_until
 from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS
 
 
@@ -92,6 +92,31 @@ def test_sigterm_lets_the_running_flush_finish(stack: Stack) -> None:
         record.get("event") == "hit counts flushed" and record.get("hits") == 6
         for record in worker.records()
     ), worker.log()
+
+
+def test_an_unreachable_database_is_retried_with_a_warning_not_a_traceback(stack: Stack) -> None:
+    with stack.user_client() as client:
+        url = new_todo(client)
+        view(client, url, 3)
+        refused = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"
+        broken = stack.worker(TODO_DATABASE_URL=refused)
+        stack.send()
+
+        def retried() -> bool:
+            return broken.metric("celery_task_retried_total", name=FLUSH_HIT_COUNTS) >= 1
+
+        assert wait_until(retried, 20), broken.log()
+        assert any(
+            record.get("event") == "database unavailable; task retried later"
+            and "ConnectionRefusedError" in str(record.get("error"))
+            for record in broken.records()
+        ), broken.log()
+        assert "Traceback" not in broken.log()
+        assert broken.metric("celery_task_failed_total") == 0
+        broken.kill()
+
+        stack.flush(stack.worker())  # applies the batch the broken worker claimed
+        assert stats(client)["hits"] == 3
 
 
 def test_metrics_count_successes_and_failures(stack: Stack) -> None:

@@ -13,7 +13,9 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import insert, select, update
 
+from tests.support import free_port
 from todo_common.db import create_engine, create_sessionmaker
+from todo_common.exceptions import DatabaseUnavailable
 from todo_common.hits import HitKeys, hit_field
 from todo_common.models import HitBatch, Todo, TodoHits, User, utcnow
 from todo_common.settings import Settings
@@ -140,3 +142,26 @@ async def test_cleanup_forgets_old_batch_ids_but_not_open_ones(rig: Rig) -> None
     async with rig.flusher.sessions() as session:
         left = set(await session.scalars(select(HitBatch.id)))
     assert left == {"old-open", "recent"}
+
+
+async def test_an_unreachable_database_leaves_the_batch_open(rig: Rig, postgres: str) -> None:
+    """A flush whose database refuses connections raises `DatabaseUnavailable` (not a driver
+    error) after claiming; the batch stays open in Redis and the next flush applies it."""
+    owner, (todo,) = await rig.add_todos("alice", 1)
+    await rig.hit(owner, todo, 4)
+    refused = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/none"
+    engine = create_engine(Settings(database_url=refused))
+    broken = HitFlusher(rig.redis, create_sessionmaker(engine), rig.flusher.settings)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            await broken.flush()
+        with pytest.raises(DatabaseUnavailable):
+            await broken.forget_old_batches()
+    finally:
+        await engine.dispose()
+    assert await rig.redis.scard(rig.keys.open_batches) == 1
+
+    report = await rig.flusher.flush()
+
+    assert (report.batches, report.hits) == (1, 4)
+    assert await rig.hits() == {todo: 4}

@@ -12,13 +12,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 
-from todo_common.db import create_engine, create_sessionmaker
+from todo_common.db import create_engine, create_sessionmaker, translate_database_errors
+from todo_common.exceptions import DatabaseUnavailable, UserExistsError
 from todo_common.logs import configure_logging
-from todo_common.migrate import DatabaseUnavailableError, upgrade_database
+from todo_common.migrate import upgrade_database
 from todo_common.settings import Settings, load_settings
-from todo_common.users import UserExistsError, change_password, check_username, create_user
+from todo_common.users import change_password, check_username, create_user
 
 
 class CommandError(Exception):
@@ -65,28 +66,41 @@ def _read_password(from_stdin: bool) -> str:
 async def _migrate(settings: Settings, wait: float) -> str:
     try:
         before, after = await upgrade_database(settings, wait)
-    except DatabaseUnavailableError as error:
+    except DatabaseUnavailable as error:
         raise CommandError(str(error)) from error
+    except DBAPIError as error:  # a wrong password, no such database, a failing migration
+        raise CommandError(f"cannot migrate the database ({_reason(error)})") from error
     if before == after:
         return f"database schema already at {after}"
     return f"database schema upgraded from {before or 'empty'} to {after}"
 
 
+def _reason(error: DBAPIError) -> str:
+    """The driver's message, without SQLAlchemy's statement and help link."""
+    cause = error.orig if error.orig is not None else error
+    return (str(cause).strip() or type(cause).__name__).splitlines()[0]
+
+
 def _unwritable(error: DBAPIError) -> CommandError:
-    reason = str(error.orig).splitlines()[0] if error.orig else str(error)
     return CommandError(
-        f"cannot write to the database ({reason}); is it up and migrated (todoctl migrate)?"
+        f"cannot write to the database ({_reason(error)}); is it migrated (todoctl migrate)?"
     )
+
+
+def _unavailable(error: DatabaseUnavailable) -> CommandError:
+    return CommandError(f"the database is unavailable ({error}); is it up? retry later")
 
 
 async def _adduser(settings: Settings, name: str, password: str) -> str:
     engine = create_engine(settings)
     try:
-        async with create_sessionmaker(engine)() as session:
+        async with translate_database_errors(), create_sessionmaker(engine)() as session:
             user = await create_user(session, name, password)
     except UserExistsError as error:
         raise CommandError(f"user {name!r} already exists") from error
-    except (OperationalError, DBAPIError) as error:
+    except DatabaseUnavailable as error:
+        raise _unavailable(error) from error
+    except DBAPIError as error:
         raise _unwritable(error) from error
     finally:
         await engine.dispose()
@@ -96,9 +110,11 @@ async def _adduser(settings: Settings, name: str, password: str) -> str:
 async def _passwd(settings: Settings, name: str, password: str) -> str:
     engine = create_engine(settings)
     try:
-        async with create_sessionmaker(engine)() as session:
+        async with translate_database_errors(), create_sessionmaker(engine)() as session:
             version = await change_password(session, name, password)
-    except (OperationalError, DBAPIError) as error:
+    except DatabaseUnavailable as error:
+        raise _unavailable(error) from error
+    except DBAPIError as error:
         raise _unwritable(error) from error
     finally:
         await engine.dispose()

@@ -1,5 +1,11 @@
 """Async engines and sessions for SQLite (aiosqlite) and PostgreSQL (asyncpg), their time limits,
-and telling "the database is unavailable" apart from a real error.
+and the one place driver errors become `DatabaseUnavailable`.
+
+Translation: code holding a connection runs inside `translate_database_errors()` (the API's
+`Database`, the worker's flush, todoctl). An error there that means "the database cannot serve
+now" (unreachable, restarting, out of connections, too slow, SQLite locked) is re-raised as
+`todo_common.exceptions.DatabaseUnavailable`; everything else leaves as the driver raised it.
+Code above that boundary catches one exception, and never has to guess where an OSError came from.
 
 Time limits (PostgreSQL): connecting and waiting for a pooled connection take at most
 TODO_DB_TIMEOUT. Engines made with a `statement_timeout` (the API's and the worker's) ask the server
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -32,6 +39,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
+from todo_common.exceptions import DatabaseUnavailable
 from todo_common.settings import Settings
 
 IDLE_PING_AFTER = 10.0
@@ -141,49 +149,63 @@ def _network_errors_disconnect(context: ExceptionContext) -> None:
 # disk), 57 operator intervention (shutdown, crash recovery, "cannot connect now", and a
 # statement cancelled by statement_timeout).
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-_DRIVER_MODULES = ("asyncpg", "sqlalchemy", "aiosqlite", "sqlite3")
+# How many errors raised while handling another (a rollback failing after its connection broke)
+# are looked through for the outage underneath.
+_CONTEXT_DEPTH = 3
 
 
-def database_unavailable(error: BaseException) -> bool:
-    """Whether `error` means the database cannot be reached or cannot serve right now (a retry
-    later may succeed), as opposed to a bug: a constraint violation, a missing table or a
-    malformed statement all stay real errors."""
-    for link in _causes(error):
-        if isinstance(link, exc.TimeoutError | exc.DisconnectionError):
-            return True  # no pooled connection came free in time / a connection was lost
-        if isinstance(link, exc.DBAPIError) and link.connection_invalidated:
+@contextlib.asynccontextmanager
+async def translate_database_errors() -> AsyncIterator[None]:
+    """Around code that holds a database connection: an error meaning the database cannot
+    serve now leaves as one `DatabaseUnavailable` (raised from the driver's error); real errors
+    (constraint violations, missing tables, bad SQL) leave untouched.
+
+    Only database code belongs in the block: an OSError raised inside it (connection refused
+    or reset, DNS, the driver's own timeouts) is taken to be the database's. Hot paths that
+    already are a context manager inline the same try/except with `as_unavailable`."""
+    try:
+        yield
+    except Exception as error:
+        unavailable = as_unavailable(error)
+        if unavailable is None:
+            raise
+        raise unavailable from error
+
+
+def as_unavailable(error: Exception) -> DatabaseUnavailable | None:
+    """The `DatabaseUnavailable` that `error`, raised by database code, stands for, or None when
+    it is a real error. Callers raise the result `from error`."""
+    link: BaseException | None = error
+    for _ in range(_CONTEXT_DEPTH):
+        if link is None or isinstance(link, DatabaseUnavailable):
+            return None  # translated already, further in
+        if _cannot_serve(link):
+            return DatabaseUnavailable(_describe(link))
+        if not isinstance(link, exc.SQLAlchemyError):
+            return None  # ours or the caller's (an APIError raised while handling an outage)
+        link = link.__context__
+    return None
+
+
+def _cannot_serve(error: BaseException) -> bool:
+    if isinstance(error, exc.TimeoutError | exc.DisconnectionError):
+        return True  # no pooled connection came free in time / a connection was lost
+    if isinstance(error, OSError):  # TimeoutError included: a connect or command timeout
+        return True  # inside the block, so the database's: refused, reset, DNS, timed out
+    if isinstance(error, exc.DBAPIError):
+        if error.connection_invalidated:
             return True
-        sqlstate = getattr(link, "sqlstate", None)
-        if isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
-            return True
-        if str(getattr(link, "sqlite_errorname", "")).startswith("SQLITE_BUSY"):
-            return True  # SQLite's lock stayed taken past busy_timeout
-        if isinstance(link, OSError) and _raised_in_driver(link):
-            return True  # connection refused or reset, DNS failure, connect/command timeout
-    return False
+        error = error.orig if error.orig is not None else error
+    sqlstate = getattr(error, "sqlstate", None)  # asyncpg's, raw or adapted by SQLAlchemy
+    if isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+        return True
+    # SQLite's lock stayed taken past busy_timeout (SQLITE_BUSY, SQLITE_BUSY_SNAPSHOT, ...).
+    return str(getattr(error, "sqlite_errorname", "")).startswith("SQLITE_BUSY")
 
 
-def _causes(error: BaseException) -> list[BaseException]:
-    """`error`, the exceptions it wraps (`orig`) and those it was raised from or while handling
-    (a rollback failing after its connection broke surfaces as the second error), each once."""
-    seen: list[BaseException] = []
-    pending: list[BaseException | None] = [error]
-    while pending and len(seen) < 16:
-        link = pending.pop()
-        if link is None or any(link is known for known in seen):
-            continue
-        seen.append(link)
-        pending += [getattr(link, "orig", None), link.__cause__, link.__context__]
-    return seen
-
-
-def _raised_in_driver(error: BaseException) -> bool:
-    """Whether the database layer was on the stack where `error` was raised (an OSError from
-    anywhere else, such as Redis, is not the database's)."""
-    trace = error.__traceback__
-    while trace is not None:
-        module = str(trace.tb_frame.f_globals.get("__name__", ""))
-        if module.split(".", 1)[0] in _DRIVER_MODULES:
-            return True
-        trace = trace.tb_next
-    return False
+def _describe(error: BaseException) -> str:
+    """The driver's error in one line, without SQLAlchemy's statement and help link."""
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        error = error.orig
+    first_line = str(error).strip().split("\n", 1)[0]
+    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__

@@ -18,17 +18,14 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from todo_common.db import create_engine
+from todo_common.db import create_engine, translate_database_errors
+from todo_common.exceptions import DatabaseUnavailable
 from todo_common.settings import Settings
 
 log = structlog.get_logger(__name__)
 
 # Any constant shared by every todoctl; "todo" in ASCII.
 ADVISORY_LOCK_KEY = 0x746F646F
-
-
-class DatabaseUnavailableError(Exception):
-    """The database did not answer within the wait."""
 
 
 def alembic_config() -> Config:
@@ -46,17 +43,19 @@ def current_revision(connection: Connection) -> str | None:
 
 
 async def wait_for_database(engine: AsyncEngine, wait: float) -> None:
-    """Retry connecting until the database answers or `wait` seconds pass."""
+    """Retry connecting while the database cannot serve, for up to `wait` seconds; then raise
+    `DatabaseUnavailable`. A real error (a wrong password, no such database) is raised at once:
+    waiting would not mend it."""
     deadline = time.monotonic() + wait
     delay = 0.25
     while True:
         try:
-            async with engine.connect() as connection:
+            async with translate_database_errors(), engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
             return
-        except Exception as error:
+        except DatabaseUnavailable as error:
             if time.monotonic() >= deadline:
-                raise DatabaseUnavailableError(
+                raise DatabaseUnavailable(
                     f"database not reachable after {wait:g}s: {error}"
                 ) from error
             log.info("waiting for the database", error=str(error), retry_in=delay)
@@ -73,11 +72,12 @@ def _upgrade(connection: Connection) -> tuple[str | None, str | None]:
 
 
 async def upgrade_database(settings: Settings, wait: float = 0) -> tuple[str | None, str | None]:
-    """Upgrade to head; returns the revisions before and after."""
+    """Upgrade to head; returns the revisions before and after. Raises `DatabaseUnavailable`
+    when the database cannot serve (after waiting up to `wait` seconds for it to answer)."""
     engine = create_engine(settings)
     try:
         await wait_for_database(engine, wait)
-        async with engine.connect() as connection:
+        async with translate_database_errors(), engine.connect() as connection:
             if connection.dialect.name == "postgresql":
                 await connection.execute(
                     text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}

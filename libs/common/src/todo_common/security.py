@@ -22,6 +22,9 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+# Defined in the exception tree; imported here too for callers that read tokens.
+from todo_common.exceptions import InvalidTokenError as InvalidTokenError
+
 TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
 TOKEN_TYPE = "access"  # noqa: S105
 
@@ -56,10 +59,6 @@ class TokenClaims:
     issued_at: int
     expires_at: int
     password_version: int
-
-
-class InvalidTokenError(Exception):
-    """The token is malformed, forged, of the wrong type or expired."""
 
 
 def issue_token(

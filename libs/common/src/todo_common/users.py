@@ -9,12 +9,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from todo_common.exceptions import UserExistsError
 from todo_common.models import USERNAME_MAX, User
 from todo_common.security import hash_password, verify_password
-
-
-class UserExistsError(Exception):
-    """A user with that name is already registered."""
 
 
 def check_username(username: str) -> str | None:

@@ -4,9 +4,10 @@ Error bodies keep the seed's keys (`status`, `error`, `message`) and add RFC 945
 `title`, `detail`), whatever raised them: our `APIError`, Quart's routing (404/405), body parsing
 (400/413/415) or an unexpected exception (500, logged with its traceback).
 
-An exception that means the database is unavailable (unreachable, restarting, out of connections,
-too slow: see `todo_common.db.database_unavailable`) is not a bug: it becomes a 503 with
-Retry-After, and a warning (at most one per few seconds, with how many were not logged).
+`DatabaseUnavailable` (the database is unreachable, restarting, out of connections or too slow;
+raised by the `Database` boundary, see `todo_common.db.translate_database_errors`) is not a bug:
+it becomes a 503 with Retry-After, and a warning (at most one per few seconds, with how many were
+not logged). Any other exception is one: a 500.
 
 Before an error response goes out, the rest of the request body is taken in (see
 `_receive_body`): hypercorn silently closes a connection whose request body it had not finished
@@ -17,8 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
-import time
 from http import HTTPStatus
 from typing import Any
 
@@ -27,8 +26,11 @@ import structlog
 from quart import Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
-from todo_common.db import database_unavailable
-from todo_common.exceptions import APIError as APIError  # re-exported for the handlers
+from todo_common.degraded import Degraded
+
+# Defined in the exception tree; re-exported so `from todo_api.errors import APIError` works.
+from todo_common.exceptions import APIError as APIError
+from todo_common.exceptions import DatabaseUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -64,28 +66,6 @@ def database_unavailable_response() -> Response:
     )
 
 
-class _UnavailableLog:
-    """Logs the first database failure of every few seconds, and how many it stands for: an
-    outage under load would otherwise write a warning per request."""
-
-    def __init__(self) -> None:
-        self._logged_at = -math.inf
-        self._unlogged = 0
-
-    def record(self, error: Exception) -> None:
-        now = time.monotonic()
-        if now - self._logged_at < _LOG_UNAVAILABLE_EVERY_SECONDS:
-            self._unlogged += 1
-            return
-        log.warning(
-            "database unavailable; answering 503",
-            error=str(error) or type(error).__name__,
-            error_type=type(error).__name__,
-            not_logged_since_last=self._unlogged,
-        )
-        self._logged_at, self._unlogged = now, 0
-
-
 async def _receive_body() -> None:
     """Take in the rest of the request body before answering with an error.
 
@@ -104,7 +84,11 @@ async def _receive_body() -> None:
 
 
 def register_error_handlers(app: Quart) -> None:
-    unavailable = _UnavailableLog()
+    # No back-off: every request tries the database, which may be back (the pool's own
+    # timeouts bound the wait); only the warnings are rate-limited.
+    unavailable = Degraded(
+        "database", "database unavailable; answering 503", log_every=_LOG_UNAVAILABLE_EVERY_SECONDS
+    )
 
     @app.errorhandler(APIError)
     async def _api_error(error: APIError) -> Response:
@@ -119,11 +103,14 @@ def register_error_handlers(app: Quart) -> None:
         kept = {k: v for k, v in error.get_headers() if k in _KEPT_HEADERS}
         return error_response(status, error.description or HTTPStatus(status).description, kept)
 
+    @app.errorhandler(DatabaseUnavailable)
+    async def _database_unavailable(error: DatabaseUnavailable) -> Response:
+        await _receive_body()
+        unavailable.record(error)
+        return database_unavailable_response()
+
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         await _receive_body()
-        if database_unavailable(error):
-            unavailable.record(error)
-            return database_unavailable_response()
         log.exception("unhandled error", exc_info=error)
         return error_response(500, "the server failed to handle this request")

@@ -13,7 +13,7 @@ from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from todo_common.db import create_engine, create_sessionmaker
+from todo_common.db import as_unavailable, create_engine, create_sessionmaker
 from todo_common.settings import Settings
 
 _SETTINGS = "todo.settings"
@@ -31,6 +31,11 @@ def settings_of(app: Quart) -> Settings:
 
 
 class Database:
+    """The API's engine and its boundary: every way in (`connection()`, `reader()`, `session()`,
+    `transaction()`, `ping()`) re-raises "the database cannot serve now" as `DatabaseUnavailable`
+    (see `todo_common.db.translate_database_errors`), which the app answers with a 503. The
+    try/except sits in the context manager itself, so the hot path pays nothing more."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engine: AsyncEngine | None = None
@@ -56,22 +61,33 @@ class Database:
         if self._engine is not None:
             await self._engine.dispose()
 
-    @property
-    def engine(self) -> AsyncEngine:
-        if self._engine is None:
-            raise RuntimeError("the database is opened when the app starts serving")
-        return self._engine
-
-    def session(self) -> AsyncSession:
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """An ORM session; begin a transaction on it, or use `transaction()`."""
         if self._sessions is None:
             raise RuntimeError("the database is opened when the app starts serving")
-        return self._sessions()
+        try:
+            async with self._sessions() as session:
+                yield session
+        except Exception as error:
+            unavailable = as_unavailable(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
 
-    def reader(self) -> AsyncSession:
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncSession]:
         """A session for reads that need no transaction (each statement stands alone)."""
         if self._readers is None:
             raise RuntimeError("the database is opened when the app starts serving")
-        return self._readers()
+        try:
+            async with self._readers() as session:
+                yield session
+        except Exception as error:
+            unavailable = as_unavailable(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -79,11 +95,19 @@ class Database:
         statement (the hot path)."""
         if self._autocommit is None:
             raise RuntimeError("the database is opened when the app starts serving")
-        async with self._autocommit.connect() as connection:
-            yield connection
+        try:
+            async with self._autocommit.connect() as connection:
+                yield connection
+        except Exception as error:
+            unavailable = as_unavailable(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction, committed when the block ends (rolled back on an error);
+        a failing commit is translated too, by `session()`."""
         async with self.session() as session, session.begin():
             yield session
 

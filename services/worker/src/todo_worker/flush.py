@@ -3,6 +3,9 @@
 `flush_hit_counts` may run twice at once, or be killed at any line and run again: each batch is
 claimed atomically in Redis, applied once in the database (its id recorded in the same
 transaction), and only then forgotten in Redis.
+
+Database work runs inside `translate_database_errors()`: a database that cannot serve now raises
+`DatabaseUnavailable` (the batch stays open in Redis, applied by the retry or the next flush).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from todo_common.db import translate_database_errors
 from todo_common.hits import CLAIM_SCRIPT, FORGET_SCRIPT, HitKeys, parse_hit_field
 from todo_common.models import utcnow
 from todo_common.settings import Settings
@@ -75,7 +79,7 @@ class HitFlusher:
             key = parse_hit_field(str(field))
             if key is not None:
                 counts[key] = int(value)
-        async with self.sessions() as session, session.begin():
+        async with translate_database_errors(), self.sessions() as session, session.begin():
             applied = await apply_batch(session, batch_id, counts)
         if applied:
             report.batches += 1
@@ -92,7 +96,7 @@ class HitFlusher:
 
     async def forget_old_batches(self) -> int:
         still_open = await self._open_batches()
-        async with self.sessions() as session, session.begin():
+        async with translate_database_errors(), self.sessions() as session, session.begin():
             return await forget_applied_batches(session, utcnow() - BATCH_ID_RETENTION, still_open)
 
     async def _pause_for_test(self, stage: str) -> None:
