@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import ServerPool
-from tests.support import ApiServer
+from tests.support.databases import ServerPool
+from tests.support.servers import ApiServer
 
 
 @pytest.fixture
@@ -39,11 +39,3 @@ def client(api: ApiServer) -> Iterator[httpx.Client]:
     """A client logged in as a new user of `api`."""
     with api.client(auth=api.add_user()) as http:
         yield http
-
-
-def get_token(server: ApiServer, user: tuple[str, str]) -> str:
-    with server.client(auth=user) as http:
-        response = http.get("/auth/request-token")
-    assert response.status_code == 200, response.text
-    token: str = response.json()["token"]
-    return token

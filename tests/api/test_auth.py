@@ -12,10 +12,9 @@ import jwt
 import pytest
 from sqlalchemy import delete
 
-from tests.api.conftest import get_token
 from tests.api.test_todos import TODOS, create
 from tests.common.test_security import hand_signed
-from tests.support import BIN, ApiServer, clean_env
+from tests.support.servers import BIN, ApiServer, clean_env, get_token
 from todo_common.db import create_engine
 from todo_common.models import User
 from todo_common.settings import Settings

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from tests.api.test_todos import TODOS, create
-from tests.support import ApiServer
+from tests.support.servers import ApiServer
 
 
 def test_get_has_a_strong_etag(client: httpx.Client) -> None:

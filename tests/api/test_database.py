@@ -15,9 +15,9 @@ from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from tests.conftest import DatabaseFactory
-from tests.instances import PostgresCluster, postgres_binary
-from tests.support import POSTGRES_HOST, free_port, need_program
+from tests.support.databases import DatabaseFactory
+from tests.support.instances import PostgresCluster, postgres_binary
+from tests.support.servers import POSTGRES_HOST, free_port, need_program
 from todo_api.errors import register_error_handlers
 from todo_api.resources import Database
 from todo_common.exceptions import DatabaseUnavailable

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.api.test_todos import TODOS, create
-from tests.support import ApiServer
+from tests.support.servers import ApiServer
 
 PROBLEM_KEYS = {"status", "error", "message", "type", "title", "detail"}
 

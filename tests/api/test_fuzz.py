@@ -28,9 +28,8 @@ from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.database import DirectoryBasedExampleDatabase
 from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-from tests.api.conftest import get_token
-from tests.conftest import ServerPool
-from tests.support import ApiServer
+from tests.support.databases import ServerPool
+from tests.support.servers import ApiServer, get_token
 
 LONG_RUN = int(os.environ.get("FUZZ_EXAMPLES", "0"))
 MAX_RESPONSE_SECONDS = 5

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from tests.api.test_todos import TODOS
-from tests.conftest import ServerPool
-from tests.support import ApiServer, scrape
+from tests.support.databases import ServerPool
+from tests.support.servers import ApiServer, scrape
 
 LIMIT = 5
 TOKEN_ROUTE = "/auth/request-token"

@@ -9,8 +9,8 @@ import httpx
 import pytest
 import redis
 
-from tests.conftest import ServerPool
-from tests.support import ApiServer
+from tests.support.databases import ServerPool
+from tests.support.servers import ApiServer
 from todo_api.hits import SEND_EVERY_SECONDS
 
 

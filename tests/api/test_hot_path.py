@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
-from tests.conftest import DatabaseFactory
-from tests.instances import RedisServer, RoundTripCounter
-from tests.support import POSTGRES_PORT, add_user, free_port
+from tests.support.databases import DatabaseFactory
+from tests.support.instances import RedisServer, RoundTripCounter
+from tests.support.servers import POSTGRES_PORT, add_user, free_port
 from todo_api.app import create_app
 from todo_api.hits import hit_counter
 from todo_common.security import issue_token

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REDIS_URL
+from tests.support.servers import REDIS_URL
 from todo_api.app import create_app
 from todo_common.settings import Settings
 

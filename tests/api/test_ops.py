@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from tests.api.test_todos import TODOS
-from tests.support import ApiServer, free_port, start_api
+from tests.support.servers import ApiServer, free_port, start_api
 
 
 def test_healthz_and_readyz(api: ApiServer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.test_todos import TODOS, create
-from tests.support import ApiServer
+from tests.support.servers import ApiServer
 
 
 def test_another_user_gets_404_and_changes_nothing(api: ApiServer) -> None:

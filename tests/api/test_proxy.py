@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.api.test_todos import TODOS
-from tests.support import ApiServer
+from tests.support.servers import ApiServer
 
 FORWARDED = {
     "X-Forwarded-For": "203.0.113.9",

@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from tests.api.test_todos import TODOS
-from tests.instances import RedisServer
-from tests.support import ApiServer, free_port, scrape, start_api, wait_until
+from tests.support.instances import RedisServer
+from tests.support.servers import ApiServer, free_port, scrape, start_api, wait_until
 
 
 def address() -> dict[str, str]:

@@ -11,10 +11,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.api.conftest import get_token
 from tests.api.test_auth import Bearer
 from tests.api.test_todos import TODOS
-from tests.support import ApiServer
+from tests.support.servers import ApiServer, get_token
 from todo_api.app import create_app
 from todo_common.settings import Settings
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import ApiServer
+from tests.support.servers import ApiServer
 
 
 def test_stats_count_only_the_callers_todos(api: ApiServer) -> None:

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from tests.conftest import DatabaseFactory
-from tests.support import BIN, clean_env, free_port
+from tests.support.databases import DatabaseFactory
+from tests.support.servers import BIN, clean_env, free_port
 from todo_common.db import create_engine, create_sessionmaker
 from todo_common.settings import Settings
 from todo_common.users import authenticate_user, get_user_by_name

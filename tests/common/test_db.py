@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.instances import PostgresCluster, postgres_binary
-from tests.support import (
+from tests.support.instances import PostgresCluster, postgres_binary
+from tests.support.servers import (
     POSTGRES_ADMIN_DSN,
     POSTGRES_HOST,
     POSTGRES_PORT,

@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from tests.support import free_port
+from tests.support.servers import free_port
 from todo_common.metrics import Heartbeat, start_metrics_server
 
 

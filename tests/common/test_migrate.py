@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from tests.conftest import DatabaseFactory
-from tests.support import BIN, clean_env
+from tests.support.databases import DatabaseFactory
+from tests.support.servers import BIN, clean_env
 from todo_common.db import create_engine
 from todo_common.migrate import head_revision, upgrade_database
 from todo_common.settings import Settings

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.support import BIN, clean_env
+from tests.support.servers import BIN, clean_env
 from todo_common.settings import DEV_SECRET_KEY, RateLimit, Settings, SettingsError, load_settings
 
 

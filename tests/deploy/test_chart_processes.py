@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import DatabaseFactory
 from tests.deploy.chart import Manifest, component, container_env, containers, pod_spec, render
-from tests.support import BIN, add_user, clean_env, free_port, wait_until
+from tests.support.databases import DatabaseFactory
+from tests.support.servers import BIN, add_user, clean_env, free_port, wait_until
 
 
 class LocalPod:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.dockerfile import DOCKERFILE, parse_stages, replay_build
-from tests.support import BIN, answers_ok, clean_env, free_port, wait_until
+from tests.support.servers import BIN, answers_ok, clean_env, free_port, wait_until
 
 SCRIPTS = {"api": "todo-api", "worker": "todo-worker", "scheduler": "todo-scheduler"}
 PACKAGES = {"api": "todo_api", "worker": "todo_worker", "scheduler": "todo_scheduler"}

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import add_user, answers_ok, clean_env, free_port, wait_until
+from tests.support.servers import add_user, answers_ok, clean_env, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERVAL = 2

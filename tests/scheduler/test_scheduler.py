@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from tests.stack import Stack, new_todo, stats, view
-from tests.support import wait_until
+from tests.support.servers import wait_until
+from tests.support.stack import Stack, new_todo, stats, view
 from todo_common.celery_app import FLUSH_HIT_COUNTS
 
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DatabaseFactory
-from tests.instances import RedisServer
-from tests.stack import Stack, new_todo, stats, view
-from tests.support import ServiceProcess, free_port, need_program, start_api, wait_until
+from tests.support.databases import DatabaseFactory
+from tests.support.instances import RedisServer
+from tests.support.servers import ServiceProcess, free_port, need_program, start_api, wait_until
+from tests.support.stack import Stack, new_todo, stats, view
 from todo_common.celery_app import FLUSH_HIT_COUNTS, broker_unreachable
 
 pytestmark = pytest.mark.timeout(60)

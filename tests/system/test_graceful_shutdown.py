@@ -24,9 +24,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DatabaseFactory
-from tests.stack import Stack, new_todo, view
-from tests.support import ApiServer, connection_refused, fetch, start_api, wait_until
+from tests.support.databases import DatabaseFactory
+from tests.support.servers import ApiServer, connection_refused, fetch, start_api, wait_until
+from tests.support.stack import Stack, new_todo, view
 from todo_common.celery_app import FLUSH_HIT_COUNTS
 
 GRACEFUL_TIMEOUT = 8.0

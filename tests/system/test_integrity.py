@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from tests.conftest import ServerPool
-from tests.support import ApiServer, fetch
+from tests.support.databases import ServerPool
+from tests.support.servers import ApiServer, fetch
 
 USERS = 3
 CLIENTS_PER_USER = 4

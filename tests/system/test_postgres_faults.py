@@ -21,9 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.instances import PostgresCluster, postgres_binary
-from tests.load import Load, Outcome
-from tests.support import ApiServer, need_program, start_api, wait_until
+from tests.support.instances import PostgresCluster, postgres_binary
+from tests.support.load import Load, Outcome
+from tests.support.servers import ApiServer, need_program, start_api, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

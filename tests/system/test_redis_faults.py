@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DatabaseFactory
-from tests.instances import RedisServer
-from tests.load import Load, Outcome
-from tests.support import ApiServer, free_port, need_program, scrape, start_api, wait_until
+from tests.support.databases import DatabaseFactory
+from tests.support.instances import RedisServer
+from tests.support.load import Load, Outcome
+from tests.support.servers import ApiServer, free_port, need_program, scrape, start_api, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

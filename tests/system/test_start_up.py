@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import BIN, clean_env, free_port, wait_until
+from tests.support.servers import BIN, clean_env, free_port, wait_until
 
 SERVICES = ["todo-worker", "todo-scheduler"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DatabaseFactory
-from tests.support import ApiServer, connection_refused, start_api, wait_until
+from tests.support.databases import DatabaseFactory
+from tests.support.servers import ApiServer, connection_refused, start_api, wait_until
 
 GRACEFUL_TIMEOUT = 6.0
 

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import redis
 
-from tests.stack import Stack, new_todo, stats, view
-from tests.support import BIN, clean_env, free_port, start_api, wait_until
+from tests.support.servers import BIN, clean_env, free_port, start_api, wait_until
+from tests.support.stack import Stack, new_todo, stats, view
 from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS
 
 

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy import insert, select, update
 
-from tests.support import free_port
+from tests.support.servers import free_port
 from todo_common.db import create_engine, create_sessionmaker
 from todo_common.exceptions import DatabaseUnavailable
 from todo_common.hits import HitKeys, hit_field

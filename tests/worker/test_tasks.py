@@ -10,7 +10,7 @@ import pytest
 import redis
 from structlog.testing import capture_logs
 
-from tests.support import free_port
+from tests.support.servers import free_port
 from todo_common.celery_app import CLEANUP, FLUSH_HIT_COUNTS, create_celery
 from todo_common.exceptions import DatabaseUnavailable
 from todo_common.hits import HitKeys, hit_field

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from tests.support import (
+from tests.support.servers import (
     ApiServer,
     ServiceProcess,
     fetch,

@@ -281,3 +281,11 @@ def need_program(name: str, path: str | None) -> str:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason} (CI=true: a missing program is a failure)")
     pytest.skip(reason)
+
+
+def get_token(server: ApiServer, user: tuple[str, str]) -> str:
+    with server.client(auth=user) as http:
+        response = http.get("/auth/request-token")
+    assert response.status_code == 200, response.text
+    token: str = response.json()["token"]
+    return token

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from tests.support import ApiServer
+from tests.support.servers import ApiServer
 
 TODOS_PATH = "/api/v1.0/todos/"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.support import free_port, wait_until
+from tests.support.servers import free_port, wait_until
 from todo_common.migrate import upgrade_database
 from todo_common.settings import Settings
 
