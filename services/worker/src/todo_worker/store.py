@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Table, bindparam, case, delete, exists, or_, select
+from sqlalchemy import BigInteger, Table, bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from todo_common.db import dialect_insert
@@ -41,22 +41,19 @@ async def apply_batch(
     if recorded is None:
         return False
     # One statement for every row, in todo id order: concurrent flushes lock rows in the same
-    # order (no deadlock). A row is created only by a positive count; a taken-back view (a
-    # negative count, for a view that then failed) lowers an existing count, never below zero.
-    rows = [{"o": owner, "t": todo, "n": n} for (owner, todo), n in counts.items() if n]
+    # order (no deadlock). The API only ever adds views; a count that is not positive (from no
+    # version of ours since views stopped being taken back) is dropped, not applied.
+    rows = [{"o": owner, "t": todo, "n": n} for (owner, todo), n in counts.items() if n > 0]
     rows.sort(key=lambda row: (row["t"], row["o"]))
     n = bindparam("n", type_=BigInteger)
     upsert = insert(HITS).from_select(
         ["todo_id", "owner_id", "hits"],
         select(Todo.id, Todo.owner_id, n).where(
-            Todo.id == bindparam("t"),
-            Todo.owner_id == bindparam("o"),
-            or_(n > 0, exists().where(HITS.c.todo_id == Todo.id)),
+            Todo.id == bindparam("t"), Todo.owner_id == bindparam("o")
         ),
     )
-    added = HITS.c.hits + upsert.excluded.hits
     upsert = upsert.on_conflict_do_update(
-        index_elements=["todo_id"], set_={"hits": case((added < 0, 0), else_=added)}
+        index_elements=["todo_id"], set_={"hits": HITS.c.hits + upsert.excluded.hits}
     )
     connection = await session.connection()
     for chunk in _chunks(rows):
