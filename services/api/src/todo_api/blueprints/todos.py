@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
+from datetime import UTC, datetime
 
 from quart import Blueprint, Response, current_app, request, url_for
 from quart_schema import document_querystring, document_request, document_response
@@ -49,13 +49,25 @@ def todo_url(todo_id: int) -> str:
     return url_for("todos.get_todo_item", todo_id=todo_id, _external=True)
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(moment: datetime) -> str:
+    """`moment` as an HTTP-date (RFC 9110 5.6.7), as `email.utils.format_datetime(usegmt=True)`
+    writes it, at half its cost: the timestamp is on the hot path (GET of a todo), and this
+    pays for building the body through its model. Day and month names are not the locale's."""
+    t = moment.astimezone(UTC)
+    return (
+        f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
+    )
+
+
 def represent(todo: TodoRow) -> TodoOut:
     # Plain construction: pydantic's model_construct measured slower for four strings.
     return TodoOut(
-        url=todo_url(todo.id),
-        name=todo.name,
-        task=todo.task,
-        timestamp=format_datetime(todo.created_at, usegmt=True),
+        url=todo_url(todo.id), name=todo.name, task=todo.task, timestamp=http_date(todo.created_at)
     )
 
 
