@@ -57,10 +57,16 @@ def http_date(moment: datetime) -> str:
     """`moment` as an HTTP-date (RFC 9110 5.6.7), as `email.utils.format_datetime(usegmt=True)`
     writes it, at half its cost: the timestamp is on the hot path (GET of a todo), and this
     pays for building the body through its model. Day and month names are not the locale's."""
-    t = moment.astimezone(UTC)
-    return (
-        f"{_DAYS[t.weekday()]}, {t.day:02d} {_MONTHS[t.month - 1]} {t.year:04d} "
-        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d} GMT"
+    t = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    # %-formatting: measured faster than an f-string with format specs here.
+    return "%s, %02d %s %04d %02d:%02d:%02d GMT" % (  # noqa: UP031
+        _DAYS[t.weekday()],
+        t.day,
+        _MONTHS[t.month - 1],
+        t.year,
+        t.hour,
+        t.minute,
+        t.second,
     )
 
 
