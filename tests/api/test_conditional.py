@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from tests.api.test_todos import TODOS, create
 from tests.support.servers import ApiServer
@@ -149,6 +152,155 @@ def test_if_none_match_is_checked_even_when_if_match_passes(client: httpx.Client
 
     response = client.put(
         location, json={"name": "a", "task": "b"}, headers={"If-Match": etag, "If-None-Match": etag}
+    )
+
+    assert response.status_code == 412
+    assert client.get(location).json()["name"] == "buy"
+
+
+# If-Match compares the whole tag (RFC 9110 13.1.1), not just its version part.
+
+
+def _retag(etag: str, digest: str) -> str:
+    """`etag` with its digest part replaced: the same version, a tag we never minted."""
+    version = etag.strip('"').partition("-")[0]
+    return f'"{version}-{digest}"'
+
+
+def test_if_match_with_the_right_version_and_a_made_up_digest_is_412(
+    client: httpx.Client,
+) -> None:
+    location = create(client)
+    client.put(location, json={"name": "second", "task": "version"})
+    etag = client.get(location).headers["ETag"]
+    assert etag.startswith('"2-')
+
+    put = client.put(location, json={"name": "x", "task": "y"}, headers={"If-Match": '"2-bogus"'})
+    forged = _retag(etag, "0" * 16)
+    delete = client.delete(location, headers={"If-Match": forged})
+
+    assert (put.status_code, delete.status_code) == (412, 412)
+    after = client.get(location)
+    assert after.json()["name"] == "second"
+    assert after.headers["ETag"] == etag
+
+
+def test_if_match_with_another_todos_tag_of_the_same_version_is_412(
+    client: httpx.Client,
+) -> None:
+    mine, other = create(client, name="mine"), create(client, name="other")
+    other_tag = client.get(other).headers["ETag"]
+    assert other_tag.partition("-")[0] == client.get(mine).headers["ETag"].partition("-")[0]
+
+    put = client.put(mine, json={"name": "x", "task": "y"}, headers={"If-Match": other_tag})
+    delete = client.delete(mine, headers={"If-Match": other_tag})
+
+    assert (put.status_code, delete.status_code) == (412, 412)
+    assert client.get(mine).json()["name"] == "mine"
+
+
+def test_if_match_with_the_right_tag_among_others_succeeds(client: httpx.Client) -> None:
+    location = create(client)
+    etag = client.get(location).headers["ETag"]
+
+    response = client.put(
+        location,
+        json={"name": "a", "task": "b"},
+        headers={"If-Match": f"{_retag(etag, 'bogus')}, {etag}"},
+    )
+
+    assert response.status_code == 200
+    assert client.get(location).json()["name"] == "a"
+    fresh = client.get(location).headers["ETag"]
+    assert client.delete(location, headers={"If-Match": fresh}).status_code == 200
+    assert client.get(location).status_code == 404
+
+
+def test_the_tag_changes_with_every_write_even_back_to_the_same_content(
+    client: httpx.Client,
+) -> None:
+    location = create(client)
+    first = client.get(location).headers["ETag"]
+    client.put(location, json={"name": "other", "task": "text"})
+    second = client.get(location).headers["ETag"]
+    client.put(location, json={"name": "buy", "task": "buy groceries"})
+    third = client.get(location).headers["ETag"]
+
+    assert len({first, second, third}) == 3
+
+
+@pytest.mark.parametrize("method", ["put", "delete"])
+def test_thirty_two_threads_writing_with_one_tag_exactly_one_wins(
+    api: ApiServer, method: str
+) -> None:
+    user = api.add_user()
+    with api.client(auth=user) as client:
+        location = create(client)
+        etag = client.get(location).headers["ETag"]
+    writers = 32
+    start = threading.Barrier(writers)
+
+    def write(i: int) -> int:
+        with api.client(auth=user) as http:
+            http.get("/healthz")  # connect before the barrier: the writes then leave together
+            start.wait()
+            if method == "put":
+                response = http.put(
+                    location,
+                    json={"name": f"writer {i}", "task": "race"},
+                    headers={"If-Match": etag},
+                )
+            else:
+                response = http.delete(location, headers={"If-Match": etag})
+            return response.status_code
+
+    with ThreadPoolExecutor(writers) as pool:
+        statuses = list(pool.map(write, range(writers)))
+
+    # A losing DELETE may find the todo gone already (404) or changed (412): never a second 200.
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 412, 404}
+    with api.client(auth=user) as client:
+        after = client.get(location)
+    if method == "put":
+        assert after.json()["name"].startswith("writer ")
+        assert after.headers["ETag"] != etag
+    else:
+        assert after.status_code == 404
+
+
+# The seed's clients send `If-None-Match: "tag", *`: a list holding `*` means `*`.
+
+
+def test_if_none_match_list_holding_star_is_304_without_body_or_html(
+    client: httpx.Client,
+) -> None:
+    location = create(client)
+
+    for url in (location, TODOS):
+        response = client.get(url, headers={"If-None-Match": '"not-the-tag", *'})
+        assert response.status_code == 304, url
+        assert response.content == b""
+        assert "html" not in response.headers.get("Content-Type", "")
+        assert response.headers["ETag"] == client.get(url).headers["ETag"]
+
+
+def test_a_304_has_no_html_content_type(client: httpx.Client) -> None:
+    location = create(client)
+    etag = client.get(location).headers["ETag"]
+
+    for headers in ({"If-None-Match": etag}, {"If-None-Match": "*"}):
+        response = client.get(location, headers=headers)
+        assert response.status_code == 304
+        assert response.content == b""
+        assert "Content-Type" not in response.headers
+
+
+def test_put_if_none_match_list_holding_star_is_412(client: httpx.Client) -> None:
+    location = create(client)
+
+    response = client.put(
+        location, json={"name": "a", "task": "b"}, headers={"If-None-Match": '"nope", *'}
     )
 
     assert response.status_code == 412

@@ -12,6 +12,10 @@ from todo_api.errors import APIError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+# What a route that reads a body can answer because of it: bad JSON or fields, too large
+# (Quart, MAX_CONTENT_LENGTH), not JSON. Such routes declare these with `responds_with`.
+BODY_ERRORS = (400, 413, 415)
+
 
 def _describe(error: ValidationError) -> str:
     parts = []

@@ -30,7 +30,7 @@ from todo_common.degraded import Degraded
 
 # Defined in the exception tree; re-exported so `from todo_api.errors import APIError` works.
 from todo_common.exceptions import APIError as APIError
-from todo_common.exceptions import DatabaseUnavailable
+from todo_common.exceptions import DatabaseUnavailable, TodoNotFound, VersionConflict
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +39,8 @@ _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 # A database restart takes seconds; a client should not come back sooner.
 DATABASE_RETRY_AFTER_SECONDS = 5
 _LOG_UNAVAILABLE_EVERY_SECONDS = 5.0
+# The 412 of a write whose If-Match (or If-None-Match) no longer holds.
+PRECONDITION_FAILED_MESSAGE = "the resource has changed: its ETag no longer matches If-Match"
 # How long an early error response waits for a body the client is still sending.
 _BODY_WAIT_SECONDS = 1.0
 
@@ -94,6 +96,17 @@ def register_error_handlers(app: Quart) -> None:
     async def _api_error(error: APIError) -> Response:
         await _receive_body()
         return error_response(error.status, error.message, error.headers)
+
+    # The store's answers, mapped here once for every route (todo_api.store raises them).
+    @app.errorhandler(TodoNotFound)
+    async def _todo_not_found(error: TodoNotFound) -> Response:
+        await _receive_body()
+        return error_response(404, f"todo {error.todo_id} not found")
+
+    @app.errorhandler(VersionConflict)
+    async def _version_conflict(error: VersionConflict) -> Response:
+        await _receive_body()
+        return error_response(412, PRECONDITION_FAILED_MESSAGE)
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:

@@ -1,11 +1,14 @@
 """The OpenAPI document: quart-schema's, completed with what it cannot see in the handlers.
 
-quart-schema documents the success bodies each handler declares. The rest of the contract lives in
-hooks shared by many routes (authentication, rate limits, conditional requests, body parsing, the
-error handlers), so it is added here, in one pass over the generated document: every error status
-an operation can answer with the JSON error body (`ErrorOut`), the response headers clients rely
-on, who may call what (security), and links from a created todo to the operations on it, which
-stateful fuzzing (tests/api/test_fuzz.py) follows. The fuzzing proves the document complete.
+quart-schema documents the success bodies each handler declares. The statuses a route can answer
+with besides those are declared with the route: `@responds_with(404, 412)` on a view, and
+`blueprint_responds_with(blueprint, *GATE_ERRORS)` for what a blueprint's hooks (authentication,
+rate limits) add to every route of it; 405 from routing applies to every path. From those
+declarations this module completes the generated document in one pass: every error status with
+the JSON error body (`ErrorOut`), 304 and the ETag of conditional GETs (a declared 304), the
+response headers clients rely on, who may call what (security), and links from a created todo to
+the operations on it, which stateful fuzzing (tests/api/test_fuzz.py) follows. The fuzzing proves
+the document complete.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from quart import Quart
+from quart import Blueprint, Quart
 from quart_schema import OpenAPIProvider
+from werkzeug.routing import Rule
 from werkzeug.routing.converters import BaseConverter, IntegerConverter
 
 from todo_api.resources import settings_of
@@ -45,6 +49,7 @@ HEADERS: dict[str, dict[str, Any]] = {
 }
 RATE_LIMIT_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 
+NOT_MODIFIED = 304
 ERRORS = {
     400: "malformed JSON, a field or query parameter out of bounds",
     401: "missing or invalid credentials (see WWW-Authenticate)",
@@ -57,7 +62,33 @@ ERRORS = {
     503: "a dependency (the database; the rate limiter on the login route) is unreachable",
 }
 
-PUBLIC_PATHS = ("/healthz", "/readyz")
+# What the request gate in front of /api and /auth (todo_api.access) can answer: bad credentials,
+# over the rate limit (documented only when TODO_USE_RATE_LIMITS is on), a dependency down.
+GATE_ERRORS = (401, 429, 503)
+RATE_LIMITED = 429
+
+_STATUSES = "_todo_responds_with"  # the attribute a declaration sets on a view or blueprint
+_DECLARED = "x-todo-responds-with"  # carries them from `build_paths` to `complete`
+
+ViewT = TypeVar("ViewT", bound=Callable[..., Any])
+
+
+def responds_with(*statuses: int) -> Callable[[ViewT], ViewT]:
+    """Declare the statuses a view answers with besides its documented bodies: its errors, and
+    304 for a conditional GET (a strong ETag, If-None-Match and If-Match)."""
+
+    def declare(view: ViewT) -> ViewT:
+        setattr(view, _STATUSES, frozenset(getattr(view, _STATUSES, ())) | set(statuses))
+        return view
+
+    return declare
+
+
+def blueprint_responds_with(blueprint: Blueprint, *statuses: int) -> None:
+    """Declare the statuses every route of `blueprint` can answer with (its hooks' errors)."""
+    setattr(blueprint, _STATUSES, frozenset(getattr(blueprint, _STATUSES, ())) | set(statuses))
+
+
 COLLECTION = "/api/v1.0/todos/"
 ITEM = "/api/v1.0/todos/{todo_id}"
 ITEM_ID = r"$response.header.Location#regex:/todos/(\d+)$"
@@ -75,34 +106,27 @@ class Operation:
     path: str
     method: str
     spec: dict[str, Any]
+    declared: frozenset[int]  # what the view and its blueprint declared (`responds_with`)
 
     @property
     def public(self) -> bool:
-        return self.path in PUBLIC_PATHS
+        """No credentials needed: nothing in front of it can answer 401."""
+        return 401 not in self.declared
 
     @property
     def conditional_get(self) -> bool:
-        """GETs of /api answer with a strong ETag, 304 on If-None-Match and 412 on If-Match."""
-        return self.method == "get" and self.path.startswith("/api/")
+        """A strong ETag on 200, 304 on If-None-Match (and 412 on If-Match)."""
+        return NOT_MODIFIED in self.declared
+
+    @property
+    def rate_limited(self) -> bool:
+        return RATE_LIMITED in self.declared
 
     def error_statuses(self, settings: Settings) -> set[int]:
         """Every error this operation can answer with; any path answers 405 to other methods."""
-        statuses = {405}
-        if self.path == "/readyz":
-            statuses.add(503)
-        if self.public:
-            return statuses
-        statuses |= {401, 503}  # credentials are checked; the database may be down
-        if settings.use_rate_limits:
-            statuses.add(429)
-        if "requestBody" in self.spec:
-            statuses |= {400, 413, 415}
-        if any(parameter["in"] == "query" for parameter in self.spec.get("parameters", [])):
-            statuses.add(400)
-        if self.path == ITEM:
-            statuses.add(404)
-        if self.method in {"put", "delete"} or self.conditional_get:
-            statuses.add(412)
+        statuses = {405} | {status for status in self.declared if status >= 400}
+        if not settings.use_rate_limits:
+            statuses.discard(RATE_LIMITED)
         return statuses
 
     def security(self, settings: Settings) -> list[dict[str, list[str]]]:
@@ -156,7 +180,7 @@ def _complete_operation(operation: Operation, settings: Settings) -> None:
         responses[str(status)] = _error_response(status)
     for response in responses.values():
         response["headers"]["X-Request-ID"] = _header("X-Request-ID", required=True)
-        if settings.use_rate_limits and not operation.public:
+        if settings.use_rate_limits and operation.rate_limited:
             # Not required: while Redis is unreachable the limiter fails open, without headers.
             response["headers"].update({name: _header(name) for name in RATE_LIMIT_HEADERS})
     spec["security"] = operation.security(settings)
@@ -206,12 +230,24 @@ def complete(spec: dict[str, Any], settings: Settings) -> dict[str, Any]:
     components["securitySchemes"] = _security_schemes(settings)
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
-            _complete_operation(Operation(path, method, operation), settings)
+            declared = frozenset(operation.pop(_DECLARED, ()))
+            _complete_operation(Operation(path, method, operation, declared), settings)
     _link_created_todo(spec["paths"])
     return spec
 
 
 class TodoOpenAPIProvider(OpenAPIProvider):
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        view = self._app.view_functions[rule.endpoint]
+        blueprint_name, dot, _ = rule.endpoint.rpartition(".")
+        blueprint = self._app.blueprints.get(blueprint_name) if dot else None
+        declared = set(getattr(view, _STATUSES, ())) | set(getattr(blueprint, _STATUSES, ()))
+        for operations in paths.values():
+            for operation in operations.values():
+                operation[_DECLARED] = sorted(declared)
+        return paths, components
+
     def build_path_parameter(self, name: str, converter: BaseConverter) -> dict[str, Any]:
         parameter = super().build_path_parameter(name, converter)
         if isinstance(converter, IntegerConverter):

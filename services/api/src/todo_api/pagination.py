@@ -18,7 +18,7 @@ from typing import Any
 from quart import request, url_for
 
 from todo_api.errors import APIError
-from todo_api.schemas import ID_MAX, PAGE_MAX
+from todo_api.schemas import ID_MAX, PAGE_MAX, PageMeta
 from todo_api.store import Window
 from todo_common.settings import Settings
 
@@ -72,7 +72,7 @@ def requested_page(settings: Settings) -> Page:
 
 def page_meta(
     endpoint: str, page: Page, total: int, ids: list[int]
-) -> tuple[dict[str, Any], dict[str, str]]:
+) -> tuple[PageMeta, dict[str, str]]:
     """The seed's `meta` object and a matching `Link` header; `ids` are the page's todos."""
     pages = -(-total // page.size)
 
@@ -84,16 +84,16 @@ def page_meta(
     previous = None
     if page.number > 1:
         previous = link(page.number - 1, before=ids[0]) if ids else link(min(page.number - 1, last))
-    meta = {
-        "page": page.number,
-        "pages": pages,
-        "per_page": page.size,
-        "total": total,
-        "prev": previous,
-        "next": link(page.number + 1, after=ids[-1]) if ids and page.number < pages else None,
-        "first": link(1),
-        "last": link(last),
-    }
-    relations = ("next", "prev", "first", "last")
-    links = ", ".join(f'<{meta[rel]}>; rel="{rel}"' for rel in relations if meta[rel])
+    meta = PageMeta(
+        page=page.number,
+        pages=pages,
+        per_page=page.size,
+        total=total,
+        prev=previous,
+        next=link(page.number + 1, after=ids[-1]) if ids and page.number < pages else None,
+        first=link(1),
+        last=link(last),
+    )
+    targets = {"next": meta.next, "prev": meta.prev, "first": meta.first, "last": meta.last}
+    links = ", ".join(f'<{url}>; rel="{rel}"' for rel, url in targets.items() if url)
     return meta, {"Link": links}

@@ -1,6 +1,11 @@
 """Data functions for todos. Every query is scoped to its owner: another user's todo does not exist.
 
-Writes that take an expected version compare-and-set in one UPDATE/DELETE statement, so two
+Each takes the connection first and everything else by keyword (`owner_id=`, `todo_id=`), so two
+ids can never be swapped silently. Reads return a row or None; a write that cannot happen raises
+`TodoNotFound` or `VersionConflict` (todo_common.exceptions), which the API's error handlers answer
+with 404 and 412, once for every route.
+
+Writes that take expected versions compare-and-set in one UPDATE/DELETE statement, so two
 writers holding the same ETag cannot both win.
 """
 
@@ -15,6 +20,7 @@ from sqlalchemy import delete, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from todo_common.db import dialect_insert
+from todo_common.exceptions import TodoNotFound, VersionConflict
 from todo_common.models import Todo, TodoCount, TodoHits, utcnow
 
 Versions = Sequence[int] | Literal["*"] | None
@@ -38,19 +44,12 @@ class Stats:
     most_viewed: list[tuple[int, int]]  # (todo id, hits), most viewed first
 
 
-class WriteOutcome:
-    """Why a conditional write changed nothing."""
-
-    MISSING = "missing"
-    STALE = "stale"
-
-
 _COLUMNS = (Todo.id, Todo.name, Todo.task, Todo.created_at, Todo.version)
 
 
-async def get_todo(session: Reader, owner_id: int, todo_id: int) -> TodoRow | None:
+async def get_todo(connection: Reader, *, owner_id: int, todo_id: int) -> TodoRow | None:
     row = (
-        await session.execute(
+        await connection.execute(
             select(*_COLUMNS).where(Todo.id == todo_id, Todo.owner_id == owner_id)
         )
     ).one_or_none()
@@ -73,12 +72,14 @@ def _total(owner_id: int):  # type: ignore[no-untyped-def]
     return select(TodoCount.todos).where(TodoCount.owner_id == owner_id).scalar_subquery()
 
 
-async def count_todos(session: Reader, owner_id: int) -> int:
+async def count_todos(connection: Reader, *, owner_id: int) -> int:
     """The owner's number of todos: one primary-key read of the kept count."""
-    return int(await session.scalar(select(func.coalesce(_total(owner_id), 0))) or 0)
+    return int(await connection.scalar(select(func.coalesce(_total(owner_id), 0))) or 0)
 
 
-async def list_todo_ids(session: Reader, owner_id: int, window: Window) -> tuple[int, list[int]]:
+async def list_todo_ids(
+    connection: Reader, *, owner_id: int, window: Window
+) -> tuple[int, list[int]]:
     """(the owner's total, the window's todo ids in id order), in one statement."""
     ids = select(Todo.id).where(Todo.owner_id == owner_id)
     backwards = window.before is not None or window.from_end
@@ -90,7 +91,7 @@ async def list_todo_ids(session: Reader, owner_id: int, window: Window) -> tuple
     page = ids.limit(window.limit).subquery()
     totals = select(func.coalesce(_total(owner_id), 0).label("total")).subquery()
     rows = (
-        await session.execute(
+        await connection.execute(
             select(totals.c.total, page.c.id).select_from(totals.outerjoin(page, true()))
         )
     ).all()
@@ -98,7 +99,7 @@ async def list_todo_ids(session: Reader, owner_id: int, window: Window) -> tuple
     return int(rows[0][0]), found
 
 
-async def create_todo(session: AsyncSession, owner_id: int, name: str, task: str) -> int:
+async def create_todo(session: AsyncSession, *, owner_id: int, name: str, task: str) -> int:
     """Insert a todo and count it (call inside a transaction: both commit or neither does)."""
     todo_id = await session.scalar(
         insert(Todo)
@@ -106,11 +107,11 @@ async def create_todo(session: AsyncSession, owner_id: int, name: str, task: str
         .returning(Todo.id)
     )
     assert todo_id is not None
-    await _add_to_count(session, owner_id, 1)
+    await _add_to_count(session, owner_id=owner_id, delta=1)
     return int(todo_id)
 
 
-async def _add_to_count(session: AsyncSession, owner_id: int, delta: int) -> None:
+async def _add_to_count(session: AsyncSession, *, owner_id: int, delta: int) -> None:
     upsert = dialect_insert(session)(TodoCount).values(owner_id=owner_id, todos=delta)
     await session.execute(
         upsert.on_conflict_do_update(
@@ -119,7 +120,7 @@ async def _add_to_count(session: AsyncSession, owner_id: int, delta: int) -> Non
     )
 
 
-def _guarded(statement, owner_id: int, todo_id: int, versions: Versions):  # type: ignore[no-untyped-def]
+def _guarded(statement, *, owner_id: int, todo_id: int, versions: Versions):  # type: ignore[no-untyped-def]
     statement = statement.where(Todo.id == todo_id, Todo.owner_id == owner_id)
     if versions is not None and versions != "*":
         statement = statement.where(Todo.version.in_(list(versions)))
@@ -127,38 +128,49 @@ def _guarded(statement, owner_id: int, todo_id: int, versions: Versions):  # typ
 
 
 async def update_todo(
-    session: AsyncSession, owner_id: int, todo_id: int, name: str, task: str, versions: Versions
-) -> TodoRow | str:
-    """The updated row, or a `WriteOutcome` saying why nothing changed."""
-    statement = _guarded(update(Todo), owner_id, todo_id, versions)
+    session: AsyncSession,
+    *,
+    owner_id: int,
+    todo_id: int,
+    name: str,
+    task: str,
+    versions: Versions = None,
+) -> TodoRow:
+    """Write name and task and bump the version, if the version is one of `versions` (None or
+    `*`: any). The updated row; `TodoNotFound` or `VersionConflict` when nothing changed."""
+    statement = _guarded(update(Todo), owner_id=owner_id, todo_id=todo_id, versions=versions)
     row = (
         await session.execute(
             statement.values(name=name, task=task, version=Todo.version + 1).returning(*_COLUMNS)
         )
     ).one_or_none()
-    if row is not None:
-        return TodoRow(*row)
-    return await _why_unchanged(session, owner_id, todo_id)
+    if row is None:
+        raise await _why_unchanged(session, owner_id=owner_id, todo_id=todo_id)
+    return TodoRow(*row)
 
 
 async def delete_todo(
-    session: AsyncSession, owner_id: int, todo_id: int, versions: Versions
-) -> str | None:
-    """None when deleted, else a `WriteOutcome`."""
-    statement = _guarded(delete(Todo), owner_id, todo_id, versions)
+    session: AsyncSession, *, owner_id: int, todo_id: int, versions: Versions = None
+) -> None:
+    """Delete the todo if its version is one of `versions` (None or `*`: any) and uncount it;
+    `TodoNotFound` or `VersionConflict` when nothing was deleted."""
+    statement = _guarded(delete(Todo), owner_id=owner_id, todo_id=todo_id, versions=versions)
     deleted = await session.scalar(statement.returning(Todo.id))
-    if deleted is not None:
-        await _add_to_count(session, owner_id, -1)
-        return None
-    return await _why_unchanged(session, owner_id, todo_id)
+    if deleted is None:
+        raise await _why_unchanged(session, owner_id=owner_id, todo_id=todo_id)
+    await _add_to_count(session, owner_id=owner_id, delta=-1)
 
 
-async def _why_unchanged(session: AsyncSession, owner_id: int, todo_id: int) -> str:
-    exists = await get_todo(session, owner_id, todo_id)
-    return WriteOutcome.STALE if exists is not None else WriteOutcome.MISSING
+async def _why_unchanged(
+    session: AsyncSession, *, owner_id: int, todo_id: int
+) -> TodoNotFound | VersionConflict:
+    # Read after the guarded write matched nothing: the row exists (so its version differed)
+    # or it does not. Only the answer's status depends on this read, never what was written.
+    exists = await get_todo(session, owner_id=owner_id, todo_id=todo_id)
+    return VersionConflict(todo_id) if exists is not None else TodoNotFound(todo_id)
 
 
-async def read_stats(session: Reader, owner_id: int, top: int) -> Stats:
+async def read_stats(connection: Reader, *, owner_id: int, top: int) -> Stats:
     """The owner's totals and `top` most viewed todos, in one statement (one snapshot)."""
     todos = func.coalesce(_total(owner_id), 0)
     hits = (
@@ -175,7 +187,7 @@ async def read_stats(session: Reader, owner_id: int, top: int) -> Stats:
         .subquery()
     )
     rows = (
-        await session.execute(
+        await connection.execute(
             select(totals.c.todos, totals.c.hits, ranked.c.todo_id, ranked.c.hits)
             .select_from(totals.outerjoin(ranked, true()))
             .order_by(ranked.c.hits.desc(), ranked.c.todo_id)

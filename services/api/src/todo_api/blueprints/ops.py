@@ -10,6 +10,7 @@ from quart_schema import document_response, hide
 
 from todo_api.conditional import json_response
 from todo_api.errors import database_unavailable_response
+from todo_api.openapi import responds_with
 from todo_api.resources import database, settings_of
 from todo_api.schemas import Health
 from todo_common.metrics import render_metrics
@@ -22,11 +23,12 @@ log = structlog.get_logger(__name__)
 @document_response(Health)
 async def healthz() -> Response:
     """The process is alive and serving; says nothing about its dependencies."""
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 @blueprint.get("/readyz")
 @document_response(Health)
+@responds_with(503)
 async def readyz() -> Response:
     """Ready to serve: the database answers a query within the configured timeout."""
     try:
@@ -36,7 +38,7 @@ async def readyz() -> Response:
     except Exception as error:
         log.warning("not ready: database unreachable", error=str(error) or type(error).__name__)
         return database_unavailable_response()
-    return json_response({"status": "ready"})
+    return json_response(Health(status="ready"))
 
 
 @blueprint.get("/metrics")

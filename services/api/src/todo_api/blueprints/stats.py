@@ -12,27 +12,30 @@ from quart_schema import document_response
 from todo_api.access import current_user_id, require_user
 from todo_api.blueprints.todos import todo_url
 from todo_api.conditional import conditional_get
+from todo_api.openapi import GATE_ERRORS, blueprint_responds_with, responds_with
 from todo_api.resources import database
-from todo_api.schemas import StatsOut
+from todo_api.schemas import StatsOut, ViewedTodo
 from todo_api.store import read_stats
 
 blueprint = Blueprint("stats", __name__, url_prefix="/api/v1.0/stats")
 blueprint.before_request(require_user)
+blueprint_responds_with(blueprint, *GATE_ERRORS)
 
 MOST_VIEWED = 5
 
 
 @blueprint.get("")
 @document_response(StatsOut)
+@responds_with(304, 412)
 async def get_stats() -> Response:
-    async with database(current_app).connection() as session:
-        stats = await read_stats(session, current_user_id(), MOST_VIEWED)
+    async with database(current_app).connection() as connection:
+        stats = await read_stats(connection, owner_id=current_user_id(), top=MOST_VIEWED)
     return conditional_get(
-        {
-            "todos": stats.todos,
-            "hits": stats.hits,
-            "most_viewed": [
-                {"url": todo_url(todo_id), "hits": hits} for todo_id, hits in stats.most_viewed
+        StatsOut(
+            todos=stats.todos,
+            hits=stats.hits,
+            most_viewed=[
+                ViewedTodo(url=todo_url(todo_id), hits=hits) for todo_id, hits in stats.most_viewed
             ],
-        }
+        )
     )

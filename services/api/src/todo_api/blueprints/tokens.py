@@ -12,11 +12,13 @@ from quart_schema import document_response
 
 from todo_api.access import current_principal, require_password
 from todo_api.conditional import json_response
+from todo_api.openapi import GATE_ERRORS, blueprint_responds_with
 from todo_api.resources import settings_of
 from todo_api.schemas import TokenOut
 from todo_common.security import issue_token
 
 blueprint = Blueprint("tokens", __name__, url_prefix="/auth")
+blueprint_responds_with(blueprint, *GATE_ERRORS)
 
 NO_CACHE = "no-cache, no-store, max-age=0"
 
@@ -33,6 +35,5 @@ async def request_token() -> Response:
         settings.secret_key, principal.user_id, settings.token_ttl, principal.password_version
     )
     return json_response(
-        {"token": token, "expires_in": settings.token_ttl},
-        headers={"Cache-Control": NO_CACHE},
+        TokenOut(token=token, expires_in=settings.token_ttl), headers={"Cache-Control": NO_CACHE}
     )
