@@ -41,7 +41,7 @@ def records_of(server: ApiServer, request_id: str) -> list[dict[str, object]]:
 NON_ASCII_AUTHORIZATION = [
     pytest.param("Basic ä".encode("latin-1"), id="basic-latin1"),
     pytest.param("Basic äbc=".encode(), id="basic-utf8"),
-    pytest.param(b"Basic \xff\xfe\x00", id="basic-raw-bytes"),
+    pytest.param(b"Basic \xff\xfe\x80", id="basic-raw-bytes"),
     pytest.param(b"Basic YWxp\xe9Y2U6cHc=", id="basic-base64-with-a-stray-byte"),
     pytest.param("Bearer äx.y.z".encode("latin-1"), id="bearer-latin1"),
     pytest.param("Bäsic YWxpY2U6cHc=".encode("latin-1"), id="scheme-latin1"),
