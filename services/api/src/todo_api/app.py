@@ -6,7 +6,7 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_schema import QuartSchema
 
-from todo_api import auth, observability
+from todo_api import auth, observability, routing
 from todo_api.access import LIMITER
 from todo_api.blueprints import docs, ops, stats, todos, tokens
 from todo_api.errors import register_error_handlers
@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     attach_settings(app, settings)
     # /api/v1.0/todos answers like /api/v1.0/todos/ instead of an HTML redirect.
     app.url_map.strict_slashes = False
+    routing.init_app(app)
 
     QuartSchema(
         app,
