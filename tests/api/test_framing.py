@@ -13,6 +13,7 @@ import pytest
 
 from tests.api.test_todos import TODOS
 from tests.support import ApiServer
+from todo_api.framing import framing_problem
 
 SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
 
@@ -108,3 +109,29 @@ def test_plain_requests_on_a_kept_alive_connection_are_all_answered(api: ApiServ
     closing = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     received = exchange(api, request(head, b"{}" + closing))
     assert [status for status, _, _ in responses(received)] == [405, 200]
+
+
+@pytest.mark.parametrize(
+    ("headers", "refused"),
+    [
+        ([], False),
+        ([(b"content-length", b"5")], False),
+        ([(b"content-length", b"5"), (b"content-length", b"5")], False),
+        ([(b"transfer-encoding", b"chunked")], False),
+        ([(b"transfer-encoding", b"gzip, Chunked")], False),
+        ([(b"content-length", b"5"), (b"transfer-encoding", b"chunked")], True),
+        ([(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"0")], True),
+        ([(b"content-length", b"5"), (b"content-length", b"6")], True),
+        ([(b"content-length", b"5, 6")], True),
+        ([(b"content-length", b"-1")], True),
+        ([(b"content-length", b"")], True),
+        ([(b"transfer-encoding", b"gzip")], True),
+        ([(b"transfer-encoding", b"chunked, gzip")], True),
+        ([(b"transfer-encoding", b"chunked"), (b"transfer-encoding", b"chunked")], True),
+        ([(b"transfer-encoding", b"")], True),
+    ],
+)
+def test_framing_rules(headers: list[tuple[bytes, bytes]], refused: bool) -> None:
+    """The rules themselves, including the cases h11 refuses before the app could see them
+    (they still matter behind another server or protocol)."""
+    assert (framing_problem(headers) is not None) is refused
