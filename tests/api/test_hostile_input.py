@@ -155,7 +155,8 @@ def _server_key(server: ApiServer) -> str:
 
 
 def respellings(token: str) -> list[str]:
-    """The same signed token, spelled differently: each must be refused."""
+    """The same signed token, spelled differently: each must be refused. (Whitespace around the
+    credential is not among them: HTTP strips it from header values.)"""
     header, payload, signature = token.split(".")
     # Flip the unused low bits of the last character of the signature (32 bytes: 43 chars, the
     # last carrying 4 bits of data and 2 of padding), so it decodes to the same bytes.
@@ -169,8 +170,7 @@ def respellings(token: str) -> list[str]:
         f"{header}.{payload}=.{signature}",
         f"{header}.{payload}.{signature[:-1]}{sloppy}",
         f"{header}.{payload}.{signature}.",
-        f" {token}",
-        f"{header}.{payload}.{signature}\t",
+        f"{header}.{payload}.{signature[:-1]}+",
     ]
 
 
@@ -181,10 +181,10 @@ def test_a_token_has_one_spelling(token_api: ApiServer) -> None:
     for spelling in respellings(token):
         with token_api.client(auth=Bearer(spelling)) as http:
             response = http.get(TODOS)
-        assert_json_error(response, 401)
+        assert response.status_code == 401, spelling
         with token_api.client(auth=(spelling, "")) as http:
             response = http.get(TODOS)
-        assert_json_error(response, 401)
+        assert response.status_code == 401, spelling
 
 
 BAD_SUBS: list[object] = ["0", "-1", str(ID_MAX + 1), str(2**64), "me", "1e3", " 1", "1 ", "01"]
