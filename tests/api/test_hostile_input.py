@@ -21,6 +21,7 @@ from tests.api.test_auth import Bearer
 from tests.api.test_todos import TODOS, create
 from tests.common.test_security import hand_signed
 from tests.support import ApiServer
+from todo_api import proxy
 from todo_common.settings import Settings
 
 ID_MAX = 2**63 - 1
@@ -216,7 +217,7 @@ JUNK_FORWARDED_FOR = [
     pytest.param("<script>alert(1)</script>", id="script"),
     pytest.param("x" * 8192, id="8KB"),
     pytest.param("", id="empty"),
-    pytest.param(" , ", id="blank-entries"),
+    pytest.param(", ,", id="blank-entries"),
     pytest.param("203.0.113.300", id="not-an-ipv4"),
     pytest.param("unknown", id="unknown"),
     pytest.param("[::1]:80", id="bracketed"),
@@ -297,3 +298,39 @@ def test_sane_forwarded_host_with_a_port_is_used(limited_api: ApiServer) -> None
     with limited_api.client(auth=limited_api.add_user()) as http:
         response = http.post(TODOS, json={"name": "n", "task": "t"}, headers=headers)
     assert response.headers["Location"].startswith("https://todo.example.com:8443/api/v1.0/")
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:DB8:0:0::1", "2001:db8::1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),  # one client, one key
+        ("fe80::1%<script>", None),
+        ("01.2.3.4", None),
+        ("203.0.113.9:443", None),
+        ("", None),
+    ],
+)
+def test_client_address_parsing(value: str, address: str | None) -> None:
+    assert proxy.client_address(value) == address
+
+
+@pytest.mark.parametrize(
+    ("value", "sane"),
+    [
+        ("todo.example.com", True),
+        ("todo.example.com:8443", True),
+        ("127.0.0.1:5000", True),
+        ("[2001:db8::1]:443", True),
+        ("[not:an:address::zz]", False),
+        ("todo.example.com:0", False),
+        ("todo.example.com:", False),
+        ("-bad.example", False),
+        ("a..b", False),
+        ("evil.example/path", False),
+        ("", False),
+    ],
+)
+def test_forwarded_host_parsing(value: str, sane: bool) -> None:
+    assert (proxy.host(value) is not None) is sane
