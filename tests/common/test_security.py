@@ -13,6 +13,7 @@ import pytest
 
 from todo_common.security import (
     InvalidTokenError,
+    TokenReader,
     VerifiedPasswords,
     hash_password,
     issue_token,
@@ -106,27 +107,54 @@ def test_verified_passwords_remember_only_the_same_hash_and_password() -> None:
     assert not memory.check(2, "$hash-one", "pw")
 
 
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_verified_passwords_expire() -> None:
-    memory = VerifiedPasswords(SECRET, ttl=0.01)
+    clock = FakeClock(1000.0)
+    memory = VerifiedPasswords(SECRET, ttl=60, clock=clock)
     memory.remember(1, "$h", "pw")
-    time.sleep(0.02)
+    clock.now += 60
+    assert memory.check(1, "$h", "pw")  # still within its time to live
+    clock.now += 0.001
     assert not memory.check(1, "$h", "pw")
+    assert not memory.check(1, "$h", "pw")  # and forgotten
+
+
+def test_verified_passwords_make_room_by_dropping_expired_entries_first() -> None:
+    clock = FakeClock(0.0)
+    memory = VerifiedPasswords(SECRET, ttl=10, max_entries=2, clock=clock)
+    memory.remember(1, "$h", "old")
+    clock.now = 5
+    memory.remember(2, "$h", "young")
+    clock.now = 12  # the first has expired, the second not
+    memory.remember(3, "$h", "new")
+    assert memory.check(2, "$h", "young")
+    assert memory.check(3, "$h", "new")
 
 
 def test_token_reader_remembers_valid_tokens_but_not_past_expiry() -> None:
-    from todo_common.security import InvalidTokenError, TokenReader, issue_token
-
     key = "k" * 40
-    reader = TokenReader(key)
     now = time.time()
-    short = issue_token(key, 7, ttl=2, now=now - 1)  # expires in about a second
-    assert reader.read(short).user_id == 7
-    assert reader.read(short).user_id == 7  # from memory
+    clock = FakeClock(now)
+    reader = TokenReader(key, clock=clock)
+    token = issue_token(key, 7, ttl=60, now=now)
+    assert reader.read(token).user_id == 7
+    assert reader.read(token).user_id == 7  # from memory
     forged = issue_token("another key" * 4, 7, ttl=60)
     with pytest.raises(InvalidTokenError):
         reader.read(forged)
     with pytest.raises(InvalidTokenError):
         reader.read(forged)  # failures are never remembered as valid
-    time.sleep(1.2)
+    clock.now = now + 59
+    assert reader.read(token).user_id == 7
+    clock.now = now + 60
     with pytest.raises(InvalidTokenError):
-        reader.read(short)  # remembered, yet expired
+        reader.read(token)  # remembered, yet expired

@@ -7,14 +7,21 @@ and "wrong password" cost the same time and cannot be told apart.
 A token carries `sub` (user id), `iat`, `exp`, `typ` ("access") and `pwv`, the user's password
 version when it was issued: whoever accepts a token also checks `pwv` against the user's current
 version, so a password change revokes every token issued before it. Only HS256 is accepted: a
-token whose header names any other algorithm (`none`, RS256, HS512, ...) is refused.
+token whose header names any other algorithm (`none`, RS256, HS512, ...) is refused. A token has
+one spelling (three canonical base64url segments, no padding), and `sub` and `pwv` must fit the
+columns they name, so a signed but impossible token is an invalid token, not a database error.
+
+The caches here take a `clock` so that their expiry can be tested without sleeping.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -27,6 +34,12 @@ from todo_common.exceptions import InvalidTokenError as InvalidTokenError
 
 TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
 TOKEN_TYPE = "access"  # noqa: S105
+
+# users.id is a BIGINT, users.password_version an INTEGER, both counting from 1.
+USER_ID_MAX = 2**63 - 1
+PASSWORD_VERSION_MAX = 2**31 - 1
+_USER_ID = re.compile(r"[1-9][0-9]{0,18}")  # as str(user_id) writes it
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 _hasher = PasswordHasher()  # argon2-cffi's defaults: Argon2id, RFC 9106 low-memory profile
 
@@ -75,7 +88,25 @@ def issue_token(
     return jwt.encode(claims, secret_key, algorithm=TOKEN_ALGORITHM)
 
 
+def _canonical_segment(segment: str) -> bool:
+    """Whether `segment` is base64url as we write it: no padding, and no unused bits set in its
+    last character (decoding ignores them, so they would give one token several spellings)."""
+    if _BASE64URL.fullmatch(segment) is None or len(segment) % 4 == 1:
+        return False
+    decoded = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return base64.urlsafe_b64encode(decoded).rstrip(b"=").decode() == segment
+
+
+def _user_id(sub: object) -> int:
+    if not (isinstance(sub, str) and _USER_ID.fullmatch(sub) and int(sub) <= USER_ID_MAX):
+        raise InvalidTokenError("sub must be a user id")
+    return int(sub)
+
+
 def read_token(secret_key: str, token: str) -> TokenClaims:
+    segments = token.split(".")
+    if len(segments) != 3 or not all(_canonical_segment(segment) for segment in segments):
+        raise InvalidTokenError("a token is three base64url segments without padding")
     try:
         claims = jwt.decode(
             token,
@@ -87,8 +118,10 @@ def read_token(secret_key: str, token: str) -> TokenClaims:
             raise InvalidTokenError("not an access token")
         if not all(type(claims[name]) is int for name in ("iat", "exp", "pwv")):
             raise InvalidTokenError("iat, exp and pwv must be integers")
+        if not 1 <= claims["pwv"] <= PASSWORD_VERSION_MAX:
+            raise InvalidTokenError("pwv must be a password version")
         return TokenClaims(
-            user_id=int(claims["sub"]),
+            user_id=_user_id(claims["sub"]),
             issued_at=claims["iat"],
             expires_at=claims["exp"],
             password_version=claims["pwv"],
@@ -100,11 +133,15 @@ def read_token(secret_key: str, token: str) -> TokenClaims:
 class TokenReader:
     """`read_token` with a memory: a token string whose signature checked out once maps to its
     claims, so a client re-sending its token costs a dict lookup instead of an HMAC and a JSON
-    parse. Expiry is checked on every read; only valid tokens are remembered."""
+    parse. Expiry is checked on every read, on `clock` (the wall clock: `exp` is epoch seconds);
+    only valid tokens are remembered."""
 
-    def __init__(self, secret_key: str, max_entries: int = 10_000) -> None:
+    def __init__(
+        self, secret_key: str, max_entries: int = 10_000, clock: Callable[[], float] = time.time
+    ) -> None:
         self._secret_key = secret_key
         self._max_entries = max_entries
+        self._clock = clock
         self._claims: dict[str, TokenClaims] = {}
 
     def read(self, token: str) -> TokenClaims:
@@ -114,7 +151,7 @@ class TokenReader:
             if len(self._claims) >= self._max_entries:
                 self._claims.clear()
             self._claims[token] = claims
-        if claims.expires_at <= time.time():
+        if claims.expires_at <= self._clock():
             self._claims.pop(token, None)
             raise InvalidTokenError("Signature has expired")
         return claims
@@ -127,12 +164,20 @@ class VerifiedPasswords:
     Entries are keyed by an HMAC (under the server's secret key) of the user id, the stored
     hash and the password: no password is kept, a changed password (new stored hash) never
     matches an old entry, and failures are never remembered, so guessing still costs full price.
+    Entries expire `ttl` seconds after they were remembered, on `clock` (monotonic by default).
     """
 
-    def __init__(self, secret_key: str, ttl: float = 60.0, max_entries: int = 10_000) -> None:
+    def __init__(
+        self,
+        secret_key: str,
+        ttl: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._key = hashlib.sha256(b"todo-verified-passwords:" + secret_key.encode()).digest()
         self._ttl = ttl
         self._max_entries = max_entries
+        self._clock = clock
         self._expiry: dict[bytes, float] = {}
 
     def _digest(self, user_id: int, password_hash: str, password: str) -> bytes:
@@ -144,16 +189,16 @@ class VerifiedPasswords:
         expires = self._expiry.get(digest)
         if expires is None:
             return False
-        if expires < time.monotonic():
+        if expires < self._clock():
             del self._expiry[digest]
             return False
         return True
 
     def remember(self, user_id: int, password_hash: str, password: str) -> None:
         if len(self._expiry) >= self._max_entries:
-            now = time.monotonic()
+            now = self._clock()
             self._expiry = {k: v for k, v in self._expiry.items() if v >= now}
             if len(self._expiry) >= self._max_entries:
                 self._expiry.clear()
         digest = self._digest(user_id, password_hash, password)
-        self._expiry[digest] = time.monotonic() + self._ttl
+        self._expiry[digest] = self._clock() + self._ttl

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_schema import QuartSchema
 
-from todo_api import access, auth, observability
+from todo_api import access, auth, framing, observability, proxy, routing
 from todo_api.blueprints import docs, ops, stats, todos, tokens
 from todo_api.errors import register_error_handlers
 from todo_api.hits import HitCounter
@@ -30,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     attach_settings(app, settings)
     # /api/v1.0/todos answers like /api/v1.0/todos/ instead of an HTML redirect.
     app.url_map.strict_slashes = False
+    routing.init_app(app)
 
     QuartSchema(
         app,
@@ -64,9 +64,11 @@ def create_app(settings: Settings | None = None) -> Quart:
 
     app.before_serving(_warm_up)
     if settings.trusted_proxies:
-        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
-            app.asgi_app, mode="legacy", trusted_hops=settings.trusted_proxies
+        app.asgi_app = proxy.ForwardedHeaders(  # type: ignore[method-assign]
+            app.asgi_app, trusted_hops=settings.trusted_proxies
         )
+    # Outermost: a request that may be smuggled is refused before anything else sees it.
+    app.asgi_app = framing.RefuseAmbiguousFraming(app.asgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -42,6 +42,10 @@ class Principal:
 
 def read_credentials() -> Credentials | None:
     header = request.headers.get("Authorization", "")
+    # Headers arrive decoded as latin-1. Credentials are ASCII (Basic is base64, a token is
+    # base64url), and b64decode of non-ASCII text raises a plain ValueError, not binascii.Error.
+    if not header.isascii():
+        return None
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
     value = value.strip()

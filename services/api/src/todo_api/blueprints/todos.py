@@ -41,8 +41,8 @@ blueprint = Blueprint("todos", __name__, url_prefix="/api/v1.0/todos")
 blueprint.before_request(require_user)
 blueprint_responds_with(blueprint, *GATE_ERRORS)
 
-# Ids beyond a signed 64-bit integer cannot exist; routing answers 404 instead of a DB error.
-TODO_ID = f"<int(max={ID_MAX}):todo_id>"
+# ASCII digits, 1..2^63-1 (see todo_api.routing); routing answers 404 for anything else.
+TODO_ID = f"<id(max={ID_MAX}):todo_id>"
 
 
 def todo_url(todo_id: int) -> str:
