@@ -20,14 +20,10 @@ import pytest
 
 from tests.api.test_todos import TODOS
 from tests.support.databases import ServerPool
-from tests.support.servers import ApiServer, scrape
+from tests.support.servers import ApiServer, fresh_address, scrape
 
 LIMIT = 5
 TOKEN_ROUTE = "/auth/request-token"
-
-
-def address() -> str:
-    return f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
 
 
 def basic(name: str, password: str) -> str:
@@ -79,7 +75,7 @@ def password_checks(server: ApiServer) -> float:
 
 def test_guesses_sent_at_once_are_judged_at_most_limit_times(password_api: ApiServer) -> None:
     name, password = password_api.add_user()
-    me = address()
+    me = fresh_address()
     guesses = [f"guess {i}" for i in range(39)] + [password]
     checks_before = password_checks(password_api)
 
@@ -98,7 +94,7 @@ def test_guesses_sent_at_once_are_judged_at_most_limit_times(password_api: ApiSe
 
 def test_token_route_judges_at_most_limit_names_per_address_at_once(token_api: ApiServer) -> None:
     name, password = token_api.add_user()
-    me = address()
+    me = fresh_address()
     attempts = [basic(f"nobody-{uuid.uuid4().hex[:8]}", "guess") for _ in range(29)]
     attempts.append(basic(name, password))
     checks_before = password_checks(token_api)
@@ -113,7 +109,7 @@ def test_token_route_judges_at_most_limit_names_per_address_at_once(token_api: A
 
 def test_a_flood_never_switches_the_limiter_off(password_api: ApiServer) -> None:
     """400 requests at once from one address: exactly LIMIT are let through to be judged."""
-    me = address()
+    me = fresh_address()
     failures_before = scrape(password_api.url, "todo_redis_failures_total")
 
     statuses = send_at_once(password_api, TODOS, [{"X-Forwarded-For": me}] * 400)
@@ -127,7 +123,7 @@ def test_token_route_flood_admits_exactly_the_limit(token_api: ApiServer) -> Non
     """400 attempts at once from one address: exactly LIMIT get past the limiter. Each of them is
     judged (401) or, when no hashing slot comes free in time, refused (503); none is let through
     unlimited, and nothing fails open."""
-    me = address()
+    me = fresh_address()
     name, _ = token_api.add_user()
     failures_before = scrape(token_api.url, "todo_redis_failures_total")
 
@@ -154,7 +150,7 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
     """60 connections guessing from one address spend its budget at once and are then refused
     cheaply; a client elsewhere keeps its latency. It uses a user (and address) for each
     LIMIT - 1 requests, so its own windows never run out."""
-    victims = [(password_api.add_user(), address()) for _ in range(20)]
+    victims = [(password_api.add_user(), fresh_address()) for _ in range(20)]
 
     def victim_latencies(users: list[tuple[tuple[str, str], str]]) -> list[float]:
         latencies = []
@@ -173,7 +169,7 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
             assert http.get(TODOS, headers={"X-Forwarded-For": victim_address}).status_code == 200
     unloaded = statistics.median(victim_latencies(victims[:10]))
 
-    flooder = address()
+    flooder = fresh_address()
     password = "" if credential == "empty password" else "guess"
     stop = threading.Event()
     flood_statuses: Counter[int] = Counter()
@@ -212,7 +208,7 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
 
 def test_getting_a_token_does_not_spend_the_api_window(token_api: ApiServer) -> None:
     user = token_api.add_user()
-    me = {"X-Forwarded-For": address()}
+    me = {"X-Forwarded-For": fresh_address()}
     with token_api.client() as http:
         token = http.get(TOKEN_ROUTE, auth=user, headers=me).json()["token"]
         first = http.get(TODOS, headers={**me, "Authorization": f"Bearer {token}"})
@@ -223,7 +219,7 @@ def test_getting_a_token_does_not_spend_the_api_window(token_api: ApiServer) -> 
 def test_a_right_password_after_the_budget_is_spent_is_not_judged(password_api: ApiServer) -> None:
     """No oracle: once the address's guesses are spent, the right password gets 429 too."""
     name, password = password_api.add_user()
-    me = {"X-Forwarded-For": address()}
+    me = {"X-Forwarded-For": fresh_address()}
     with password_api.client() as http:
         wrong = [http.get(TODOS, auth=(name, f"guess {i}"), headers=me) for i in range(LIMIT)]
         right = http.get(TODOS, auth=(name, password), headers=me)

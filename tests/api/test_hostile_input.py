@@ -19,7 +19,7 @@ import redis
 from tests.api.test_auth import Bearer
 from tests.api.test_todos import TODOS, create
 from tests.common.test_security import hand_signed
-from tests.support.servers import ApiServer, get_token
+from tests.support.servers import ApiServer, fresh_address, get_token
 from todo_api import proxy
 from todo_common.settings import Settings
 
@@ -282,7 +282,7 @@ def test_junk_forwarded_proto_and_host_are_ignored(
         response = http.post(
             TODOS,
             json={"name": "n", "task": "t"},
-            headers={"X-Forwarded-For": "203.0.113.5", **headers},
+            headers={"X-Forwarded-For": fresh_address(), **headers},
         )
     assert response.status_code == 201, response.text
     assert response.headers["Location"].startswith(f"{limited_api.url}/api/v1.0/todos/")
@@ -290,7 +290,7 @@ def test_junk_forwarded_proto_and_host_are_ignored(
 
 def test_sane_forwarded_host_with_a_port_is_used(limited_api: ApiServer) -> None:
     headers = {
-        "X-Forwarded-For": "203.0.113.5",
+        "X-Forwarded-For": fresh_address(),
         "X-Forwarded-Proto": "https",
         "X-Forwarded-Host": "todo.example.com:8443",
     }

@@ -12,12 +12,12 @@ import redis
 
 from tests.api.test_todos import TODOS
 from tests.support.instances import RedisServer
-from tests.support.servers import ApiServer, free_port, scrape, start_api, wait_until
+from tests.support.servers import ApiServer, free_port, fresh_address, scrape, start_api, wait_until
 
 
 def address() -> dict[str, str]:
     """Pose as a fresh client address (the server trusts one proxy hop)."""
-    return {"X-Forwarded-For": f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.7"}
+    return {"X-Forwarded-For": fresh_address()}
 
 
 def test_headers_count_down_then_429(limited_api: ApiServer) -> None:

@@ -32,6 +32,13 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 BIN = Path(sys.executable).parent
 
 
+def fresh_address() -> str:
+    """A client address no other test uses, to send as X-Forwarded-For (rate limits and the
+    password window count per address)."""
+    number = uuid.uuid4().int
+    return f"10.{number % 250}.{(number >> 8) % 250}.{(number >> 16) % 250 + 1}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
