@@ -28,6 +28,7 @@ import httpx
 from bench.login import login_medians
 from bench.servers import Server, argon2_verifications_per_second, start_api, start_ceiling
 from bench.wrk import Result, run_wrk
+from todo_api.conditional import todo_tag
 from todo_common.security import issue_token
 
 HERE = Path(__file__).resolve().parent
@@ -208,8 +209,13 @@ def main() -> None:
             listed = subprocess.run(
                 ["psql", database_url, "-Atc", query], check=True, capture_output=True, text=True
             ).stdout.split()
-            half = len(listed) // 2
-            versions_file.write_text(",".join(listed[:half]) + ";" + ",".join(listed[half:]))
+            # Each todo's current ETag, as GET would send it (If-Match compares the whole tag).
+            tags = [
+                f"{todo_id}:{todo_tag(int(todo_id), int(version))}"
+                for todo_id, version in (row.split(":") for row in listed)
+            ]
+            half = len(tags) // 2
+            versions_file.write_text(",".join(tags[:half]) + ";" + ",".join(tags[half:]))
             return {"BENCH_IDS_FILE": str(versions_file)}
 
         rows.append(

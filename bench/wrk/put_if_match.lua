@@ -1,6 +1,6 @@
 -- PUT with If-Match: each thread goes through its own todos (BENCH_IDS_FILE holds
--- "id:version,...;id:version,...", one list per thread) with each one's current version, so every
--- If-Match is current (a 412 is an error).
+-- "id:tag,...;id:tag,...", one list per thread) with each one's current ETag, so every If-Match
+-- is current (a 412 is an error: no todo is visited twice in a run).
 local headers = os.getenv("BENCH_HEADERS") or ""
 local file = assert(io.open(os.getenv("BENCH_IDS_FILE")))
 local lists = {}
@@ -15,8 +15,8 @@ end
 
 function init(args)
   todos = {}
-  for id, version in string.gmatch(ids, "(%d+):(%d+)") do
-    table.insert(todos, {id = id, version = tonumber(version)})
+  for id, tag in string.gmatch(ids, "(%d+):([%w-]+)") do
+    table.insert(todos, {id = id, tag = tag})
   end
   next_todo = 0
   for pair in string.gmatch(headers, "[^|]+") do
@@ -29,8 +29,6 @@ end
 function request()
   next_todo = next_todo % #todos + 1
   local todo = todos[next_todo]
-  local tag = '"' .. todo.version .. '-0"'
-  todo.version = todo.version + 1
-  wrk.headers["If-Match"] = tag
+  wrk.headers["If-Match"] = '"' .. todo.tag .. '"'
   return wrk.format("PUT", "/api/v1.0/todos/" .. todo.id, nil, '{"name": "bench", "task": "put"}')
 end
