@@ -9,6 +9,8 @@ TodoError                      anything of ours that a caller may handle
 │                              limiter fails closed (503) rather than let a flood switch it off
 ├── TodoNotFound               no such todo for this owner (404)
 ├── VersionConflict            the todo exists but its version is not the one expected (412)
+├── CredentialsRevoked         no user has this id and password version any more: a token
+│                              older than a password change, or its user is gone (401)
 ├── UserExistsError            a user with that name is already registered
 ├── InvalidTokenError          a token that is malformed, forged, of the wrong type or expired
 └── APIError                   an HTTP answer to give now: status, message, headers
@@ -58,6 +60,16 @@ class VersionConflict(TodoError):
     def __init__(self, todo_id: int) -> None:
         super().__init__(f"todo {todo_id} has changed")
         self.todo_id = todo_id
+
+
+class CredentialsRevoked(TodoError):
+    """The caller's user no longer exists, or its password version is not the one the
+    credentials carry (a token issued before a password change). The store's statements check
+    this in the same round trip as their work; the API answers 401."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"user {user_id} has no such password version")
+        self.user_id = user_id
 
 
 class UserExistsError(TodoError):
