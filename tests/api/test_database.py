@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from tests.support.databases import DatabaseFactory
 from tests.support.instances import PostgresCluster, postgres_binary
 from tests.support.servers import POSTGRES_HOST, free_port, need_program
-from todo_api.errors import register_error_handlers
+from todo_api.errors import ErrorReplies, register_error_handlers
 from todo_api.resources import Database
 from todo_common.exceptions import DatabaseUnavailable
 from todo_common.settings import Settings
@@ -151,7 +151,7 @@ def test_a_stopped_server_is_unavailable_then_served_again(cluster: PostgresClus
 @pytest.fixture
 async def app() -> AsyncIterator[Quart]:
     app = Quart(__name__)
-    register_error_handlers(app)
+    register_error_handlers(app, ErrorReplies(use_token_auth=False))
 
     @app.get("/unavailable")
     async def unavailable() -> str:

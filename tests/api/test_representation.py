@@ -9,8 +9,8 @@ from email.utils import format_datetime
 
 import orjson
 
-from todo_api.blueprints.todos import http_date
 from todo_api.conditional import to_json
+from todo_api.representation import http_date
 from todo_api.schemas import PageMeta, StatsOut, TodoOut, TodoPage, TokenOut, ViewedTodo
 
 

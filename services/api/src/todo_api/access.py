@@ -2,12 +2,14 @@
 
 /api routes (`require_user`):
 
-1. authenticate: a token (its signature checked in memory, one read for the password version)
-   or, with token auth off, a username and password (`todo_api.passwords`). A password whose
+1. authenticate: a token (its signature, type and expiry checked in memory; its password version
+   is checked by the statement that serves the request, in the same round trip) or, with token
+   auth off, a username and password (`todo_api.passwords`). A password whose
    check would cost Argon2id first spends one attempt of the address's password window, counted
    before the check, so requests sent at once cannot all slip under the limit;
-2. limit: the request spends one from its caller's window: the user's, or the address's when
-   nobody was authenticated, so failed and anonymous requests are limited too;
+2. limit: the request spends one from its caller's window: the user's (for a token, the user it
+   was signed for), or the address's when nobody was authenticated, so failed and anonymous
+   requests are limited too;
 3. refuse: 401 when nobody was authenticated.
 
 The token route (`require_password`, `/auth/request-token`):
@@ -18,6 +20,11 @@ The token route (`require_password`, `/auth/request-token`):
 3. refuse: 401.
 
 After the handler, a successful GET of a todo counts as a view (`todo_api.hits`).
+
+`Gate` holds the steps and knows no web framework: the fast route (`todo_api.hot`) calls it with
+the header and address it read from the ASGI scope, the Quart hooks below with Quart's. An
+admission carries the windows' X-RateLimit-* headers for whatever answer follows; a refusal is an
+`APIError` that carries them already.
 
 Failure policy, per step: when Redis is down, /api serves without limits (fail open: counted in
 `todo_redis_failures_total`, logged at most every 10 s, Redis skipped for a second), while the
@@ -30,17 +37,18 @@ added to the response, whatever its status.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 from prometheus_client import Counter
 from quart import Quart, after_this_request, current_app, g, request
 from quart.typing import ResponseTypes as AnyResponse
 
-from todo_api.auth import Credentials, Principal, read_credentials, unauthorized, verify_token
-from todo_api.passwords import password_checker
+from todo_api.auth import Credentials, Principal, parse_credentials, read_token, unauthorized
+from todo_api.passwords import PasswordChecker
 from todo_api.ratelimit import RateLimiter, Window
-from todo_api.resources import settings_of
 from todo_common.degraded import Degraded
 from todo_common.exceptions import APIError, RedisBusy, RedisUnavailable
+from todo_common.security import TokenReader
 
 REDIS_FAILURES = Counter(
     "todo_redis_failures_total",
@@ -54,21 +62,156 @@ REDIS_BUSY = Counter(
     ["feature"],
 )
 
-_LIMITER = "todo.rate_limiter"
-_LIMITER_DOWN = "todo.rate_limiter.down"
+_GATE = "todo.gate"
 BUSY_RETRY_AFTER_SECONDS = 1
 LOGIN_RETRY_AFTER_SECONDS = 5
+_NO_HEADERS: dict[str, str] = {}
 
 
-def init_app(app: Quart, limiter: RateLimiter | None) -> None:
-    if limiter is not None:
-        app.extensions[_LIMITER] = limiter
-        app.extensions[_LIMITER_DOWN] = Degraded(
-            "rate_limit",
-            "redis unavailable; failing open",
-            backoff=1.0,
-            log_every=10.0,
+@dataclass(frozen=True, slots=True)
+class Admission:
+    principal: Principal
+    headers: dict[str, str]  # the rate limit windows', for the answer whatever its status
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        use_token_auth: bool,
+        tokens: TokenReader,
+        passwords: PasswordChecker,
+        limiter: RateLimiter | None,
+    ) -> None:
+        self.use_token_auth = use_token_auth
+        self.tokens = tokens
+        self.passwords = passwords
+        self.limiter = limiter
+        self.limiter_down = Degraded(
+            "rate_limit", "redis unavailable; failing open", backoff=1.0, log_every=10.0
         )
+
+    def init_app(self, app: Quart) -> None:
+        app.extensions[_GATE] = self
+
+    async def admit(self, authorization: str | None, address: str | None) -> Admission:
+        """The /api routes' gate: authenticate, limit, refuse (401, 429 or 503 as `APIError`)."""
+        credentials = parse_credentials(authorization)
+        principal = await self._authenticate(credentials, address)
+        headers = await self._limit(f"user:{principal.user_id}" if principal else f"addr:{address}")
+        if principal is None:
+            raise unauthorized(token_auth=self.use_token_auth, headers=headers)
+        return Admission(principal, headers)
+
+    async def admit_login(self, authorization: str | None, address: str | None) -> Admission:
+        """The token route's gate: limit (fails closed), then a password only."""
+        credentials = parse_credentials(authorization)
+        headers = await self._limit_login(credentials, address)
+        principal = None
+        if credentials is not None:
+            principal = await self.passwords.check(credentials, _nothing_to_spend)
+        if principal is None:
+            raise unauthorized(token_auth=self.use_token_auth, password_only=True, headers=headers)
+        return Admission(principal, headers)
+
+    async def _authenticate(
+        self, credentials: Credentials | None, address: str | None
+    ) -> Principal | None:
+        if credentials is None:
+            return None
+        if self.use_token_auth:
+            return read_token(self.tokens, credentials)
+
+        async def spend_password_attempt() -> None:
+            # Before a password is hashed: one attempt of the address's password window.
+            headers = await self._limit(f"pw:addr:{address}")
+            del headers  # the request's own window's headers are the ones it answers with
+
+        return await self.passwords.check(credentials, spend_password_attempt)
+
+    async def _limit(self, identity: str) -> dict[str, str]:
+        """Spend one request of `identity`'s window: its headers; 429 beyond it. Fails open
+        when Redis is down."""
+        if self.limiter is None:
+            return _NO_HEADERS
+        if self.limiter_down.is_down():
+            REDIS_FAILURES.labels("rate_limit").inc()
+            self.limiter_down.record(None)
+            return _NO_HEADERS
+        try:
+            window = await self.limiter.count(identity)
+        except RedisUnavailable as error:
+            REDIS_FAILURES.labels("rate_limit").inc()
+            self.limiter_down.record(error)
+            return _NO_HEADERS
+        except RedisBusy:
+            raise _busy() from None
+        return self._answer_with(window, self.limiter)
+
+    async def _limit_login(
+        self, credentials: Credentials | None, address: str | None
+    ) -> dict[str, str]:
+        """The token route's windows, per address then per username; fails closed."""
+        if self.limiter is None:
+            return _NO_HEADERS
+        identities = [f"login:addr:{address}"]
+        if credentials is not None and credentials.scheme == "basic":
+            # Hashed: a key stays short and printable whatever the client sent as a name.
+            name = hashlib.sha256(credentials.username.encode()).hexdigest()[:32]
+            identities.append(f"login:name:{name}")
+        if self.limiter_down.is_down():
+            REDIS_FAILURES.labels("rate_limit").inc()
+            self.limiter_down.record(None)
+            raise _logins_paused()
+        try:
+            window = await self.limiter.count(*identities)
+        except RedisUnavailable as error:
+            REDIS_FAILURES.labels("rate_limit").inc()
+            self.limiter_down.record(error, fails_closed="/auth/request-token answers 503")
+            raise _logins_paused() from None
+        except RedisBusy:
+            raise _busy() from None
+        return self._answer_with(window, self.limiter)
+
+    @staticmethod
+    def _answer_with(window: Window, limiter: RateLimiter) -> dict[str, str]:
+        headers = window.headers()
+        if window.exceeded:
+            raise APIError(
+                429,
+                f"rate limit of {limiter.rule} exceeded; retry in {window.retry_after}s",
+                headers,
+            )
+        return headers
+
+
+async def _nothing_to_spend() -> None:
+    """The token route counted the attempt before anything else."""
+
+
+def _logins_paused() -> APIError:
+    return APIError(
+        503,
+        "logins are paused: the rate limiter is unreachable",
+        {"Retry-After": str(LOGIN_RETRY_AFTER_SECONDS)},
+    )
+
+
+def _busy() -> APIError:
+    REDIS_BUSY.labels("rate_limit").inc()
+    return APIError(
+        503,
+        "the server is too busy to check the rate limit; retry shortly",
+        {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
+    )
+
+
+def gate_of(app: Quart) -> Gate:
+    gate: Gate = app.extensions[_GATE]
+    return gate
+
+
+# The Quart side: `before_request` hooks of the /api blueprints and the token route.
 
 
 def current_principal() -> Principal:
@@ -81,123 +224,22 @@ def current_user_id() -> int:
 
 
 async def require_user() -> None:
-    """`before_request` hook of the /api blueprints."""
-    credentials = read_credentials()
-    principal = await _authenticate(credentials)
-    await _limit(f"user:{principal.user_id}" if principal else _address())
-    if principal is None:
-        raise unauthorized()
-    g.principal = principal
+    _admitted(await gate_of(current_app).admit(_authorization(), request.remote_addr))
 
 
 async def require_password() -> None:
-    """`before_request` hook of the token route."""
-    credentials = read_credentials()
-    await _limit_login(credentials)
-    principal = None
-    if credentials is not None:
-        principal = await password_checker(current_app).check(credentials, _nothing_to_spend)
-    if principal is None:
-        raise unauthorized(password_only=True)
-    g.principal = principal
+    _admitted(await gate_of(current_app).admit_login(_authorization(), request.remote_addr))
 
 
-async def _authenticate(credentials: Credentials | None) -> Principal | None:
-    if credentials is None:
-        return None
-    if settings_of(current_app).use_token_auth:
-        return await verify_token(credentials)
-    return await password_checker(current_app).check(credentials, _spend_password_attempt)
+def _authorization() -> str | None:
+    return request.headers.get("Authorization")
 
 
-def _address() -> str:
-    return f"addr:{request.remote_addr}"
+def _admitted(admission: Admission) -> None:
+    g.principal = admission.principal
+    if admission.headers:
 
-
-async def _spend_password_attempt() -> None:
-    """Before a password is hashed on /api: one attempt of the address's password window."""
-    await _limit(f"pw:{_address()}")
-
-
-async def _nothing_to_spend() -> None:
-    """The token route counted the attempt before anything else."""
-
-
-async def _limit(identity: str) -> None:
-    """Spend one request of `identity`'s window; 429 beyond it. Fails open when Redis is down."""
-    limiter: RateLimiter | None = current_app.extensions.get(_LIMITER)
-    if limiter is None:
-        return
-    down: Degraded = current_app.extensions[_LIMITER_DOWN]
-    if down.is_down():
-        REDIS_FAILURES.labels("rate_limit").inc()
-        down.record(None)
-        return
-    try:
-        window = await limiter.count(identity)
-    except RedisUnavailable as error:
-        REDIS_FAILURES.labels("rate_limit").inc()
-        down.record(error)
-        return
-    except RedisBusy:
-        raise _busy() from None
-    _answer_with(window, limiter)
-
-
-async def _limit_login(credentials: Credentials | None) -> None:
-    """The token route's windows, per address then per username; fails closed."""
-    limiter: RateLimiter | None = current_app.extensions.get(_LIMITER)
-    if limiter is None:
-        return
-    identities = [f"login:{_address()}"]
-    if credentials is not None and credentials.scheme == "basic":
-        # Hashed: a key stays short and printable whatever the client sent as a name.
-        name = hashlib.sha256(credentials.username.encode()).hexdigest()[:32]
-        identities.append(f"login:name:{name}")
-    down: Degraded = current_app.extensions[_LIMITER_DOWN]
-    if down.is_down():
-        REDIS_FAILURES.labels("rate_limit").inc()
-        down.record(None)
-        raise _logins_paused()
-    try:
-        window = await limiter.count(*identities)
-    except RedisUnavailable as error:
-        REDIS_FAILURES.labels("rate_limit").inc()
-        down.record(error, fails_closed="/auth/request-token answers 503")
-        raise _logins_paused() from None
-    except RedisBusy:
-        raise _busy() from None
-    _answer_with(window, limiter)
-
-
-def _logins_paused() -> APIError:
-    return APIError(
-        503,
-        "logins are paused: the rate limiter is unreachable",
-        {"Retry-After": str(LOGIN_RETRY_AFTER_SECONDS)},
-    )
-
-
-def _answer_with(window: Window, limiter: RateLimiter) -> None:
-    """The response carries the window's headers; beyond the limit it is a 429."""
-
-    @after_this_request
-    async def add_headers(response: AnyResponse) -> AnyResponse:
-        response.headers.update(window.headers())
-        return response
-
-    if window.exceeded:
-        raise APIError(
-            429,
-            f"rate limit of {limiter.rule} exceeded; retry in {window.retry_after}s",
-            window.headers(),
-        )
-
-
-def _busy() -> APIError:
-    REDIS_BUSY.labels("rate_limit").inc()
-    return APIError(
-        503,
-        "the server is too busy to check the rate limit; retry shortly",
-        {"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)},
-    )
+        @after_this_request
+        async def add_headers(response: AnyResponse) -> AnyResponse:
+            response.headers.update(admission.headers)
+            return response

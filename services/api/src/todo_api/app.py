@@ -5,16 +5,18 @@ from __future__ import annotations
 from quart import Quart
 from quart_schema import QuartSchema
 
-from todo_api import access, auth, framing, observability, proxy, routing
+from todo_api import framing, observability, proxy, routing
+from todo_api.access import Gate
 from todo_api.blueprints import docs, ops, stats, todos, tokens
-from todo_api.errors import register_error_handlers
+from todo_api.errors import ErrorReplies, register_error_handlers
 from todo_api.hits import HitCounter
+from todo_api.hot import FastTodoReads
 from todo_api.openapi import TodoOpenAPIProvider
 from todo_api.passwords import PasswordChecker
 from todo_api.ratelimit import RateLimiter
 from todo_api.redis_client import RedisClient
 from todo_api.resources import Database, attach_settings
-from todo_common.security import warm_up
+from todo_common.security import TokenReader, warm_up
 from todo_common.settings import Settings, load_settings
 
 
@@ -40,21 +42,28 @@ def create_app(settings: Settings | None = None) -> Quart:
         # Security, error responses, headers and links are added there (see todo_api.openapi).
         openapi_provider_class=TodoOpenAPIProvider,
     )
-    Database(settings).init_app(app)
-    auth.init_app(app, settings.secret_key)
-    PasswordChecker(settings.secret_key).init_app(app)
+    database = Database(settings)
+    database.init_app(app)
     redis = RedisClient(settings) if settings.redis_url else None
     if redis is not None:
         redis.init_app(app)
     limiter = (
         RateLimiter(redis, settings.rate_limit) if redis and settings.use_rate_limits else None
     )
-    access.init_app(app, limiter)
-    if redis is not None and settings.count_hits:
-        HitCounter(redis, settings).init_app(app)
+    gate = Gate(
+        use_token_auth=settings.use_token_auth,
+        tokens=TokenReader(settings.secret_key),
+        passwords=PasswordChecker(settings.secret_key, database),
+        limiter=limiter,
+    )
+    gate.init_app(app)
+    hits = HitCounter(redis, settings) if redis is not None and settings.count_hits else None
+    if hits is not None:
+        hits.init_app(app)
 
     observability.init_app(app, metrics=settings.http_metrics)
-    register_error_handlers(app)
+    replies = ErrorReplies(settings.use_token_auth)
+    register_error_handlers(app, replies)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(docs.blueprint)
     app.register_blueprint(todos.blueprint)
@@ -63,6 +72,9 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.register_blueprint(tokens.blueprint)
 
     app.before_serving(_warm_up)
+    app.asgi_app = FastTodoReads(  # type: ignore[method-assign]
+        app.asgi_app, gate=gate, database=database, hits=hits, replies=replies
+    )
     if settings.trusted_proxies:
         app.asgi_app = proxy.ForwardedHeaders(  # type: ignore[method-assign]
             app.asgi_app, trusted_hops=settings.trusted_proxies

@@ -2,9 +2,13 @@
 
 Seed semantics: with `TODO_USE_TOKEN_AUTH` off the API takes username:password; with it on, the API
 takes only tokens and a password is good for nothing but `GET /auth/request-token`. A token's
-signature is checked in memory; one primary-key read then compares its password version with the
-user's, so a password change (`todoctl passwd`) revokes older tokens at once, on every replica.
-Passwords are checked by `todo_api.passwords`.
+signature, type and expiry are checked here, in memory; whether its password version is still the
+user's is checked by the statement that serves the request (`todo_api.store`: each raises
+`CredentialsRevoked` otherwise), so a password change (`todoctl passwd`) revokes older tokens at
+once, on every replica, without a round trip of its own. Passwords are checked by
+`todo_api.passwords`.
+
+Nothing here knows the web framework: the fast route and the Quart blueprints share it.
 """
 
 from __future__ import annotations
@@ -13,38 +17,34 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-from quart import Quart, current_app, request
-
-from todo_api.errors import APIError
-from todo_api.resources import database, settings_of
+from todo_common.exceptions import APIError
 from todo_common.security import InvalidTokenError, TokenReader
-from todo_common.users import get_password_version
 
-TOKEN_READER = "todo.token_reader"  # noqa: S105 (an extension name, not a secret)
-
-
-def init_app(app: Quart, secret_key: str) -> None:
-    app.extensions[TOKEN_READER] = TokenReader(secret_key)
+DEFAULT_MESSAGE = "valid credentials are required"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Credentials:
     scheme: str  # "basic" or "bearer"
     username: str
     password: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Principal:
+    """Who the request acts for, and the password version its credentials carry (which the
+    store's statements compare with the user's)."""
+
     user_id: int
     password_version: int
 
 
-def read_credentials() -> Credentials | None:
-    header = request.headers.get("Authorization", "")
+def parse_credentials(header: str | None) -> Credentials | None:
+    """The credentials in an Authorization header value, or None when there are none or they
+    cannot be read."""
     # Headers arrive decoded as latin-1. Credentials are ASCII (Basic is base64, a token is
     # base64url), and b64decode of non-ASCII text raises a plain ValueError, not binascii.Error.
-    if not header.isascii():
+    if not header or not header.isascii():
         return None
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
@@ -64,26 +64,26 @@ def read_credentials() -> Credentials | None:
 
 
 def unauthorized(
-    message: str = "valid credentials are required", password_only: bool = False
+    *,
+    token_auth: bool,
+    message: str = DEFAULT_MESSAGE,
+    password_only: bool = False,
+    headers: dict[str, str] | None = None,
 ) -> APIError:
+    """A 401 with the challenges the caller can answer (RFC 9110 11.6.1), plus `headers`."""
     challenges = ['Basic realm="todo"']
-    if settings_of(current_app).use_token_auth and not password_only:
+    if token_auth and not password_only:
         challenges.insert(0, 'Bearer realm="todo"')
-    return APIError(401, message, {"WWW-Authenticate": ", ".join(challenges)})
+    return APIError(401, message, {**(headers or {}), "WWW-Authenticate": ", ".join(challenges)})
 
 
-async def verify_token(credentials: Credentials) -> Principal | None:
-    """The token's user, if its signature and expiry hold and its password version is current."""
+def read_token(reader: TokenReader, credentials: Credentials) -> Principal | None:
+    """The token's user and password version, if its signature, type and expiry hold."""
     token = credentials.username  # Bearer value, or the seed's Basic "token:" form
     if credentials.scheme == "basic" and credentials.password:
         return None
-    reader: TokenReader = current_app.extensions[TOKEN_READER]
     try:
         claims = reader.read(token)
     except InvalidTokenError:
         return None
-    async with database(current_app).connection() as connection:
-        current_version = await get_password_version(connection, claims.user_id)
-    if current_version != claims.password_version:
-        return None  # revoked by a password change, or the user is gone
     return Principal(claims.user_id, claims.password_version)

@@ -33,13 +33,16 @@ Bodies are serialized by the response model itself (pydantic's compiled serializ
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel
 from quart import Response, request
 from werkzeug.datastructures import ETags
+from werkzeug.http import parse_etags
 
 from todo_api.errors import PRECONDITION_FAILED_MESSAGE, APIError
+from todo_api.replies import JSON, Reply, as_response, json_reply
 
 ANY: Literal["*"] = "*"
 # Part of every todo tag: a new value invalidates all tags minted before (see the docstring).
@@ -68,7 +71,7 @@ def to_json(model: BaseModel) -> bytes:
 def json_response(
     model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
-    return Response(to_json(model), status=status, headers=headers, content_type="application/json")
+    return Response(to_json(model), status=status, headers=headers, content_type=JSON)
 
 
 def precondition_failed() -> APIError:
@@ -80,42 +83,48 @@ def _any_or_weakly_contains(etags: ETags, tag: str) -> bool:
     return etags.star_tag or etags.contains_weak(tag) or ANY in etags.as_set()
 
 
-def not_modified(tag: str, headers: dict[str, str] | None = None) -> Response:
-    """A 304: the tag, no body and none of the body's headers (RFC 9110 15.4.5)."""
-    response = Response(b"", status=304, headers=headers)
-    # Quart gives every response a default text/html type and a Content-Length, which a 304
-    # must not carry: they would describe an empty body, not the representation.
-    for name in ("Content-Type", "Content-Length"):
-        response.headers.pop(name, None)
-    response.set_etag(tag)
-    return response
+def conditional_reply(
+    tag: str,
+    body: Callable[[], bytes],
+    *,
+    if_match: str | None,
+    if_none_match: str | None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """200 with the strong ETag `tag` and `body()`, or a 304 when If-None-Match matches (the tag,
+    no body and none of the body's headers: RFC 9110 15.4.5); 412 when If-Match fails. The body
+    is only built for a 200. Header values are as the request sent them (None: absent)."""
+    if if_match:
+        etags = parse_etags(if_match)
+        if etags and not (etags.star_tag or etags.contains(tag)):
+            raise precondition_failed()
+    quoted = f'"{tag}"'
+    if if_none_match:
+        etags = parse_etags(if_none_match)
+        if etags and _any_or_weakly_contains(etags, tag):
+            return Reply(304, {**headers, "ETag": quoted} if headers else {"ETag": quoted})
+    return json_reply(body(), 200, {**headers, "ETag": quoted} if headers else {"ETag": quoted})
 
 
 def conditional_get(
     model: BaseModel, tag: str | None = None, headers: dict[str, str] | None = None
 ) -> Response:
-    """200 with a strong ETag, or 304 when If-None-Match matches; 412 when If-Match fails.
-
-    `tag` is the todo's (see `todo_tag`); without it the tag is the body's digest. With a tag,
-    a 304 skips serializing the body."""
-    body = to_json(model) if tag is None else None
+    """`conditional_reply` for a Quart handler. `tag` is the todo's (see `todo_tag`); without it
+    the tag is the body's digest."""
     if tag is None:
-        assert body is not None
-        tag = body_tag(body)
-    if_match = request.if_match
-    if if_match and not (if_match.star_tag or if_match.contains(tag)):
-        raise precondition_failed()
-    if_none_match = request.if_none_match
-    if if_none_match and _any_or_weakly_contains(if_none_match, tag):
-        return not_modified(tag, headers)
-    response = Response(
-        body if body is not None else to_json(model),
-        status=200,
+        encoded = to_json(model)
+        tag = body_tag(encoded)
+        body: Callable[[], bytes] = lambda: encoded  # noqa: E731
+    else:
+        body = lambda: to_json(model)  # noqa: E731
+    reply = conditional_reply(
+        tag,
+        body,
+        if_match=request.headers.get("If-Match"),
+        if_none_match=request.headers.get("If-None-Match"),
         headers=headers,
-        content_type="application/json",
     )
-    response.set_etag(tag)
-    return response
+    return as_response(reply)
 
 
 def if_match_versions(todo_id: int) -> list[int] | Literal["*"] | None:

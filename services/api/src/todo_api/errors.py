@@ -19,18 +19,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from http import HTTPStatus
-from typing import Any
 
 import orjson
 import structlog
 from quart import Quart, Response, has_request_context, request
 from werkzeug.exceptions import HTTPException
 
+from todo_api.auth import unauthorized
+from todo_api.replies import Reply, as_response, json_reply
 from todo_common.degraded import Degraded
 
 # Defined in the exception tree; re-exported so `from todo_api.errors import APIError` works.
 from todo_common.exceptions import APIError as APIError
-from todo_common.exceptions import DatabaseUnavailable, TodoNotFound, VersionConflict
+from todo_common.exceptions import (
+    CredentialsRevoked,
+    DatabaseUnavailable,
+    TodoError,
+    TodoNotFound,
+    VersionConflict,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -45,27 +52,70 @@ PRECONDITION_FAILED_MESSAGE = "the resource has changed: its ETag no longer matc
 _BODY_WAIT_SECONDS = 1.0
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_body(status: int, message: str) -> bytes:
     phrase = HTTPStatus(status).phrase
-    body: dict[str, Any] = {
-        "status": status,
-        "error": phrase.lower(),
-        "message": message,
-        "type": "about:blank",
-        "title": phrase,
-        "detail": message,
-    }
-    return Response(
-        orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    return orjson.dumps(
+        {
+            "status": status,
+            "error": phrase.lower(),
+            "message": message,
+            "type": "about:blank",
+            "title": phrase,
+            "detail": message,
+        }
     )
 
 
-def database_unavailable_response() -> Response:
-    return error_response(
+def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+    return json_reply(error_body(status, message), status, headers)
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return as_response(error_reply(status, message, headers))
+
+
+def database_unavailable_reply() -> Reply:
+    return error_reply(
         503,
         "the database is unavailable; retry later",
         {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
     )
+
+
+def database_unavailable_response() -> Response:
+    return as_response(database_unavailable_reply())
+
+
+class ErrorReplies:
+    """The answer to each exception of ours, for the Quart handlers and the fast route alike.
+
+    `DatabaseUnavailable` is answered 503 and logged at most every few seconds (no back-off:
+    every request tries the database, which may be back); anything not ours is a bug: 500, logged
+    with its traceback."""
+
+    def __init__(self, use_token_auth: bool) -> None:
+        self.use_token_auth = use_token_auth
+        self.unavailable = Degraded(
+            "database",
+            "database unavailable; answering 503",
+            log_every=_LOG_UNAVAILABLE_EVERY_SECONDS,
+        )
+
+    def reply_for(self, error: Exception) -> Reply:
+        if isinstance(error, APIError):
+            return error_reply(error.status, error.message, error.headers)
+        if isinstance(error, TodoNotFound):
+            return error_reply(404, f"todo {error.todo_id} not found")
+        if isinstance(error, VersionConflict):
+            return error_reply(412, PRECONDITION_FAILED_MESSAGE)
+        if isinstance(error, CredentialsRevoked):
+            refused = unauthorized(token_auth=self.use_token_auth)
+            return error_reply(401, refused.message, refused.headers)
+        if isinstance(error, DatabaseUnavailable):
+            self.unavailable.record(error)
+            return database_unavailable_reply()
+        log.exception("unhandled error", exc_info=error)
+        return error_reply(500, "the server failed to handle this request")
 
 
 async def _receive_body() -> None:
@@ -85,28 +135,11 @@ async def _receive_body() -> None:
         await asyncio.wait_for(request.get_data(), _BODY_WAIT_SECONDS)
 
 
-def register_error_handlers(app: Quart) -> None:
-    # No back-off: every request tries the database, which may be back (the pool's own
-    # timeouts bound the wait); only the warnings are rate-limited.
-    unavailable = Degraded(
-        "database", "database unavailable; answering 503", log_every=_LOG_UNAVAILABLE_EVERY_SECONDS
-    )
-
-    @app.errorhandler(APIError)
-    async def _api_error(error: APIError) -> Response:
+def register_error_handlers(app: Quart, replies: ErrorReplies) -> None:
+    @app.errorhandler(TodoError)
+    async def _ours(error: TodoError) -> Response:
         await _receive_body()
-        return error_response(error.status, error.message, error.headers)
-
-    # The store's answers, mapped here once for every route (todo_api.store raises them).
-    @app.errorhandler(TodoNotFound)
-    async def _todo_not_found(error: TodoNotFound) -> Response:
-        await _receive_body()
-        return error_response(404, f"todo {error.todo_id} not found")
-
-    @app.errorhandler(VersionConflict)
-    async def _version_conflict(error: VersionConflict) -> Response:
-        await _receive_body()
-        return error_response(412, PRECONDITION_FAILED_MESSAGE)
+        return as_response(replies.reply_for(error))
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
@@ -116,14 +149,7 @@ def register_error_handlers(app: Quart) -> None:
         kept = {k: v for k, v in error.get_headers() if k in _KEPT_HEADERS}
         return error_response(status, error.description or HTTPStatus(status).description, kept)
 
-    @app.errorhandler(DatabaseUnavailable)
-    async def _database_unavailable(error: DatabaseUnavailable) -> Response:
-        await _receive_body()
-        unavailable.record(error)
-        return database_unavailable_response()
-
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
         await _receive_body()
-        log.exception("unhandled error", exc_info=error)
-        return error_response(500, "the server failed to handle this request")
+        return as_response(replies.reply_for(error))

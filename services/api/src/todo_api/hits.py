@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import structlog
-from quart import Quart, current_app, g, request
+from quart import Quart
 
 from todo_api.access import REDIS_FAILURES
 from todo_api.redis_client import RedisClient
@@ -139,12 +138,3 @@ class HitCounter:
 def hit_counter(app: Quart) -> HitCounter | None:
     counter: HitCounter | None = app.extensions.get(HITS)
     return counter
-
-
-@contextlib.asynccontextmanager
-async def counting_view(owner_id: int, todo_id: int) -> AsyncIterator[None]:
-    """Count the GET inside as a view of the todo if it succeeds (a 304 is a success too)."""
-    yield
-    counter = hit_counter(current_app)
-    if counter is not None and request.method == "GET":
-        counter.count(owner_id, todo_id, g.get("request_id"))

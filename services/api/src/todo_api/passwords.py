@@ -28,10 +28,9 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import Counter
-from quart import Quart, current_app
 
 from todo_api.auth import Credentials, Principal
-from todo_api.resources import database
+from todo_api.resources import Database
 from todo_common.exceptions import APIError
 from todo_common.security import VerifiedPasswords, verify_password
 from todo_common.users import get_login
@@ -51,22 +50,18 @@ PASSWORD_CHECKS_REFUSED = Counter(
 SLOT_WAIT_SECONDS = 2.0
 SLOT_RETRY_AFTER_SECONDS = 1
 
-_CHECKER = "todo.passwords"
-
 BeforeHashing = Callable[[], Awaitable[None]]
 
 
 class PasswordChecker:
-    def __init__(self, secret_key: str, slots: int | None = None) -> None:
+    def __init__(self, secret_key: str, database: Database, slots: int | None = None) -> None:
+        self.database = database
         self.remembered = VerifiedPasswords(secret_key)
         self.slots = slots or len(os.sched_getaffinity(0))
         self._slots = asyncio.Semaphore(self.slots)
         # Checks running now, by (user id, stored hash, digest of the password tried); only
         # while they run, so identical credentials sent at once are checked once.
         self._in_flight: dict[tuple[int, str, bytes], asyncio.Future[bool]] = {}
-
-    def init_app(self, app: Quart) -> None:
-        app.extensions[_CHECKER] = self
 
     async def check(
         self, credentials: Credentials, before_hashing: BeforeHashing
@@ -75,7 +70,7 @@ class PasswordChecker:
         username, password = credentials.username, credentials.password
         if credentials.scheme != "basic" or not password:
             return None
-        async with database(current_app).connection() as connection:
+        async with self.database.connection() as connection:
             login = await get_login(connection, username=username)
         if login is None:
             await before_hashing()
@@ -120,8 +115,3 @@ class PasswordChecker:
             yield
         finally:
             self._slots.release()
-
-
-def password_checker(app: Quart) -> PasswordChecker:
-    checker: PasswordChecker = app.extensions[_CHECKER]
-    return checker
