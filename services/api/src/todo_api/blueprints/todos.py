@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from quart import Blueprint, Response, current_app, request, url_for
 from quart_schema import document_querystring, document_request, document_response
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from todo_api.access import current_user_id, require_user
+from todo_api.access import current_principal, require_user
 from todo_api.auth import unauthorized
 from todo_api.bodies import BODY_ERRORS, read_body
 from todo_api.conditional import (
@@ -25,17 +25,8 @@ from todo_api.openapi import GATE_ERRORS, blueprint_responds_with, responds_with
 from todo_api.pagination import page_meta, requested_page
 from todo_api.resources import database, settings_of
 from todo_api.schemas import ID_MAX, Empty, PageQuery, TodoIn, TodoOut, TodoPage
-from todo_api.store import (
-    TodoRow,
-    Versions,
-    count_todos,
-    create_todo,
-    delete_todo,
-    get_todo,
-    list_todo_ids,
-    update_todo,
-)
-from todo_common.exceptions import TodoNotFound
+from todo_api.store import Store, TodoRow, Versions
+from todo_common.exceptions import CredentialsRevoked, TodoNotFound
 
 blueprint = Blueprint("todos", __name__, url_prefix="/api/v1.0/todos")
 blueprint.before_request(require_user)
@@ -77,16 +68,31 @@ def represent(todo: TodoRow) -> TodoOut:
     )
 
 
+@asynccontextmanager
+async def todo_store() -> AsyncIterator[Store]:
+    """The store for this request; a caller the store finds revoked gets a 401."""
+    try:
+        async with database(current_app).store() as store:
+            yield store
+    except CredentialsRevoked:
+        raise unauthorized("these credentials have been revoked") from None
+
+
 @blueprint.get("/")
 @document_querystring(PageQuery)
 @document_response(TodoPage)
 @responds_with(304, 400, 412)
 async def list_todos() -> Response:
-    owner = current_user_id()
+    caller = current_principal()
+    owner, password_version = caller.user_id, caller.password_version
     page = requested_page(settings_of(current_app))
-    async with database(current_app).connection() as connection:
-        total = await count_todos(connection, owner_id=owner) if page.needs_total_first else None
-        total, ids = await list_todo_ids(connection, owner_id=owner, window=page.window(total))
+    async with todo_store() as store:
+        total = None
+        if page.needs_total_first:
+            total = await store.count_todos(owner_id=owner, password_version=password_version)
+        total, ids = await store.list_todo_ids(
+            owner_id=owner, password_version=password_version, window=page.window(total)
+        )
     meta, headers = page_meta("todos.list_todos", page, total, ids)
     return conditional_get(
         TodoPage(urls=[todo_url(todo_id) for todo_id in ids], meta=meta), headers=headers
@@ -99,14 +105,14 @@ async def list_todos() -> Response:
 @responds_with(*BODY_ERRORS)
 async def create_todo_item() -> Response:
     data = await read_body(TodoIn)
-    try:
-        async with database(current_app).transaction() as session:
-            todo_id = await create_todo(
-                session, owner_id=current_user_id(), name=data.name, task=data.task
-            )
-    except IntegrityError:
-        # Only the owner's foreign key can fail: a valid token of a user deleted since.
-        raise unauthorized("the user of these credentials no longer exists") from None
+    caller = current_principal()
+    async with todo_store() as store:
+        todo_id = await store.create_todo(
+            owner_id=caller.user_id,
+            password_version=caller.password_version,
+            name=data.name,
+            task=data.task,
+        )
     return json_response(Empty(), 201, {"Location": todo_url(todo_id)})
 
 
@@ -114,21 +120,27 @@ async def create_todo_item() -> Response:
 @document_response(TodoOut)
 @responds_with(304, 404, 412)
 async def get_todo_item(todo_id: int) -> Response:
-    owner = current_user_id()
-    async with counting_view(owner, todo_id):
-        async with database(current_app).connection() as connection:
-            todo = await get_todo(connection, owner_id=owner, todo_id=todo_id)
+    caller = current_principal()
+    async with counting_view(caller.user_id, todo_id):
+        async with todo_store() as store:
+            todo = await store.get_todo(
+                owner_id=caller.user_id, password_version=caller.password_version, todo_id=todo_id
+            )
         if todo is None:
             raise TodoNotFound(todo_id)
         return conditional_get(represent(todo), todo_tag(todo.id, todo.version))
 
 
-async def _expected_versions(session: AsyncSession, todo_id: int) -> Versions:
+async def _expected_versions(store: Store, todo_id: int) -> Versions:
     """The versions the write may replace: If-Match's, then If-None-Match checked (RFC 9110
-    13.2.2) against the current todo, whose version the write then compare-and-sets."""
+    13.2.2) against the current todo, whose version the write then compare-and-sets (so no
+    transaction is needed between this read and the write)."""
     versions = if_match_versions(todo_id)
     if "If-None-Match" in request.headers:
-        current = await get_todo(session, owner_id=current_user_id(), todo_id=todo_id)
+        caller = current_principal()
+        current = await store.get_todo(
+            owner_id=caller.user_id, password_version=caller.password_version, todo_id=todo_id
+        )
         if current is None:
             raise TodoNotFound(todo_id)
         if if_none_match_blocks(todo_tag(current.id, current.version)):
@@ -146,11 +158,12 @@ async def _expected_versions(session: AsyncSession, todo_id: int) -> Versions:
 @responds_with(*BODY_ERRORS, 404, 412)
 async def update_todo_item(todo_id: int) -> Response:
     data = await read_body(TodoIn)
-    async with database(current_app).transaction() as session:
-        versions = await _expected_versions(session, todo_id)
-        todo = await update_todo(
-            session,
-            owner_id=current_user_id(),
+    caller = current_principal()
+    async with todo_store() as store:
+        versions = await _expected_versions(store, todo_id)
+        todo = await store.update_todo(
+            owner_id=caller.user_id,
+            password_version=caller.password_version,
             todo_id=todo_id,
             name=data.name,
             task=data.task,
@@ -163,7 +176,13 @@ async def update_todo_item(todo_id: int) -> Response:
 @document_response(Empty)
 @responds_with(404, 412)
 async def delete_todo_item(todo_id: int) -> Response:
-    async with database(current_app).transaction() as session:
-        versions = await _expected_versions(session, todo_id)
-        await delete_todo(session, owner_id=current_user_id(), todo_id=todo_id, versions=versions)
+    caller = current_principal()
+    async with todo_store() as store:
+        versions = await _expected_versions(store, todo_id)
+        await store.delete_todo(
+            owner_id=caller.user_id,
+            password_version=caller.password_version,
+            todo_id=todo_id,
+            versions=versions,
+        )
     return json_response(Empty())
