@@ -33,8 +33,8 @@ def settings_of(app: Quart) -> Settings:
 
 
 class Database:
-    """The API's engine and its boundary: every way in (`store()`, `connection()`, `reader()`,
-    `session()`, `transaction()`, `ping()`) re-raises "the database cannot serve now" as
+    """The API's engine and its boundary: every way in (`store()`, `connection()`, `session()`,
+    `transaction()`, `ping()`) re-raises "the database cannot serve now" as
     `DatabaseUnavailable` (see `todo_common.db.translate_database_errors`), which the app
     answers with a 503. The try/except sits in the context manager itself, so the hot path pays
     nothing more."""
@@ -43,7 +43,6 @@ class Database:
         self.settings = settings
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
-        self._readers: async_sessionmaker[AsyncSession] | None = None
         self._autocommit: AsyncEngine | None = None
 
     def init_app(self, app: Quart) -> None:
@@ -58,7 +57,6 @@ class Database:
         self._sessions = create_sessionmaker(self._engine)
         # Reads run in autocommit: no BEGIN/ROLLBACK around a single SELECT, one round trip.
         self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._readers = create_sessionmaker(self._autocommit)
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -102,20 +100,6 @@ class Database:
             raise RuntimeError("the database is opened when the app starts serving")
         try:
             async with self._sessions() as session:
-                yield session
-        except Exception as error:
-            unavailable = as_unavailable(error)
-            if unavailable is None:
-                raise
-            raise unavailable from error
-
-    @contextlib.asynccontextmanager
-    async def reader(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads that need no transaction (each statement stands alone)."""
-        if self._readers is None:
-            raise RuntimeError("the database is opened when the app starts serving")
-        try:
-            async with self._readers() as session:
                 yield session
         except Exception as error:
             unavailable = as_unavailable(error)
