@@ -89,16 +89,9 @@ async def test_after_and_before_together_bound_a_range(
 async def test_an_owner_without_todos_has_a_total_of_zero(database: Database) -> None:
     owner = await add_owner(database)
     async with database.store() as store:
-        near = Window(limit=10)
-        assert await store.list_todo_ids(owner_id=owner, password_version=PV, window=near) == (
-            0,
-            [],
-        )
-        far = Window(limit=10, skip=5, from_end=True)
-        assert await store.list_todo_ids(owner_id=owner, password_version=PV, window=far) == (
-            0,
-            [],
-        )
+        for window in (Window(limit=10), Window(limit=10, skip=5, from_end=True)):
+            found = await store.list_todo_ids(owner_id=owner, password_version=PV, window=window)
+            assert found == (0, [])
 
 
 def test_a_deep_bare_page_is_read_from_the_nearer_end() -> None:
