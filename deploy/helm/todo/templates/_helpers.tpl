@@ -134,6 +134,7 @@ TODO_FLUSH_INTERVAL: {{ $c.flushInterval | toString | quote }}
 TODO_REDIS_KEY_PREFIX: {{ $c.redisKeyPrefix | quote }}
 TODO_GRACEFUL_TIMEOUT: {{ $c.gracefulTimeout | toString | quote }}
 TODO_DB_POOL_SIZE: {{ $c.dbPoolSize | toString | quote }}
+TODO_DB_PREPARED_STATEMENTS: {{ $c.dbPreparedStatements | toString | quote }}
 TODO_DB_TIMEOUT: {{ $c.dbTimeout | toString | quote }}
 TODO_DB_STATEMENT_TIMEOUT: {{ $c.dbStatementTimeout | toString | quote }}
 TODO_MAX_BODY_BYTES: {{ $c.maxBodyBytes | toString | quote }}

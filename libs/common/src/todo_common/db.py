@@ -13,6 +13,11 @@ to cancel any statement running longer, and give up on their own TODO_DB_TIMEOUT
 server does not answer at all (hung, or a network that drops packets); such a connection is
 discarded. Without one (migrations, todoctl) a statement may take 6x TODO_DB_TIMEOUT.
 
+Pool size (PostgreSQL): TODO_DB_POOL_SIZE connections per engine and no overflow, so a steady load
+keeps the same server sessions (an overflow connection is closed when it comes back, which under
+load above the pool size means a new session per request). Requests beyond the pool wait up to
+TODO_DB_TIMEOUT for a connection to come free, then get `DatabaseUnavailable`.
+
 Pool liveness: instead of SQLAlchemy's `pool_pre_ping`, which pings on *every* checkout and so
 doubles the round trips of a one-query request, a connection is pinged only when it has sat idle in
 the pool longer than `IDLE_PING_AFTER` seconds. A busy API pays nothing; a connection that may have
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -66,16 +72,22 @@ def create_engine(
             # The server cancels first (the connection stays usable); this only fires when the
             # server cannot even do that.
             command_timeout = statement_timeout + settings.db_timeout
+        connect_args: dict[str, Any] = {
+            "timeout": settings.db_timeout,
+            "command_timeout": command_timeout,
+            "server_settings": server_settings,
+        }
+        if not settings.db_prepared_statements:
+            connect_args.update(_UNPREPARED)
         options = {
+            # No overflow: an overflow connection is closed when it comes back, so load above
+            # the pool size would open and close a server session per request. Beyond the
+            # pool, requests wait (up to TODO_DB_TIMEOUT) for a connection to come free.
             "pool_size": settings.db_pool_size,
-            "max_overflow": settings.db_pool_size,
+            "max_overflow": 0,
             "pool_timeout": settings.db_timeout,
             "pool_recycle": 1800,
-            "connect_args": {
-                "timeout": settings.db_timeout,
-                "command_timeout": command_timeout,
-                "server_settings": server_settings,
-            },
+            "connect_args": connect_args,
         }
     options.update(overrides)
     engine = create_async_engine(settings.database_url, **options)
@@ -85,6 +97,17 @@ def create_engine(
         _ping_idle_connections(engine.sync_engine)
         event.listen(engine.sync_engine, "handle_error", _network_errors_disconnect)
     return engine
+
+
+# TODO_DB_PREPARED_STATEMENTS=false, for PgBouncer in transaction mode: a statement prepared on
+# one server connection cannot be used from another. asyncpg then sends unnamed statements, and
+# SQLAlchemy's own `prepare()` calls (which it makes whatever the cache size) get unique names,
+# so two clients sharing a server connection never collide ("... already exists").
+_UNPREPARED: dict[str, Any] = {
+    "statement_cache_size": 0,
+    "prepared_statement_cache_size": 0,
+    "prepared_statement_name_func": lambda: f"__asyncpg_{uuid.uuid4().hex}__",
+}
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -142,6 +165,22 @@ def _network_errors_disconnect(context: ExceptionContext) -> None:
         if context.connection is not None:
             driver_connection: Any = context.connection.connection.driver_connection
             driver_connection.terminate()
+
+
+def disconnected(error: Exception, driver_connection: Any) -> DatabaseUnavailable | None:
+    """For an error raised by a raw driver connection used outside SQLAlchemy: the
+    `DatabaseUnavailable` it stands for when it left that connection broken or in an unknown
+    state (the caller must then invalidate it), else None. What `_network_errors_disconnect` and
+    SQLAlchemy's disconnect detection decide for errors that go through SQLAlchemy."""
+    sqlstate = getattr(error, "sqlstate", None)
+    is_closed = getattr(driver_connection, "is_closed", None)
+    if (
+        isinstance(error, OSError)  # TimeoutError too: a query may still be running on it
+        or (isinstance(sqlstate, str) and sqlstate.startswith("08"))  # connection exception
+        or (is_closed is not None and is_closed())  # e.g. the server ended the session
+    ):
+        return DatabaseUnavailable(_describe(error))
+    return None
 
 
 # SQLSTATE classes that mean "the server cannot serve now", not "this statement is wrong":

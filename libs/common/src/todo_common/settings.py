@@ -80,7 +80,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     per_page_default: int = Field(default=10, ge=1)
     per_page_max: int = Field(default=100, ge=1)
+    # PostgreSQL connections per process, no overflow (so none are opened and closed under
+    # load). Per API worker process: at least the requests it has in the database at once (more
+    # wait up to db_timeout); replicas x workers x pool <= max_connections minus headroom.
     db_pool_size: int = Field(default=10, ge=1)
+    # Off for PgBouncer in transaction mode: unnamed statements only (a second round trip each).
+    db_prepared_statements: bool = True
     db_timeout: float = Field(default=5, gt=0)  # connecting, waiting for a pooled connection
     db_statement_timeout: float = Field(default=10, gt=0)  # any one query of the API or worker
     graceful_timeout: float = Field(default=10, ge=0)

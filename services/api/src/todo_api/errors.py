@@ -109,7 +109,9 @@ class ErrorReplies:
         if isinstance(error, VersionConflict):
             return error_reply(412, PRECONDITION_FAILED_MESSAGE)
         if isinstance(error, CredentialsRevoked):
-            refused = unauthorized(token_auth=self.use_token_auth)
+            refused = unauthorized(
+                token_auth=self.use_token_auth, message="these credentials have been revoked"
+            )
             return error_reply(401, refused.message, refused.headers)
         if isinstance(error, DatabaseUnavailable):
             self.unavailable.record(error)

@@ -13,7 +13,9 @@ from quart import Quart
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
-from todo_common.db import as_unavailable, create_engine, create_sessionmaker
+from todo_api.pg_store import PgStore
+from todo_api.store import SqliteStore, Store
+from todo_common.db import as_unavailable, create_engine, create_sessionmaker, disconnected
 from todo_common.settings import Settings
 
 _SETTINGS = "todo.settings"
@@ -31,16 +33,16 @@ def settings_of(app: Quart) -> Settings:
 
 
 class Database:
-    """The API's engine and its boundary: every way in (`connection()`, `reader()`, `session()`,
-    `transaction()`, `ping()`) re-raises "the database cannot serve now" as `DatabaseUnavailable`
-    (see `todo_common.db.translate_database_errors`), which the app answers with a 503. The
-    try/except sits in the context manager itself, so the hot path pays nothing more."""
+    """The API's engine and its boundary: every way in (`store()`, `connection()`, `session()`,
+    `transaction()`, `ping()`) re-raises "the database cannot serve now" as
+    `DatabaseUnavailable` (see `todo_common.db.translate_database_errors`), which the app
+    answers with a 503. The try/except sits in the context manager itself, so the hot path pays
+    nothing more."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
-        self._readers: async_sessionmaker[AsyncSession] | None = None
         self._autocommit: AsyncEngine | None = None
 
     def init_app(self, app: Quart) -> None:
@@ -55,11 +57,41 @@ class Database:
         self._sessions = create_sessionmaker(self._engine)
         # Reads run in autocommit: no BEGIN/ROLLBACK around a single SELECT, one round trip.
         self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._readers = create_sessionmaker(self._autocommit)
 
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def store(self) -> AsyncIterator[Store]:
+        """The todo store on one pooled connection: on PostgreSQL its raw asyncpg connection
+        (`todo_api.pg_store`), on SQLite SQLAlchemy (`todo_api.store.SqliteStore`). Hold only
+        store calls in the block: an OSError inside it is taken to be the database's."""
+        if self._engine is None:
+            raise RuntimeError("the database is opened when the app starts serving")
+        try:
+            async with self._engine.connect() as connection:
+                if self.settings.is_sqlite:
+                    yield SqliteStore(connection)
+                    return
+                raw = (await connection.get_raw_connection()).driver_connection
+                assert raw is not None  # checked out: the pool hands out live connections
+                try:
+                    yield PgStore(raw)
+                except Exception as error:
+                    # Outside SQLAlchemy, so its disconnect handling never sees this error: a
+                    # broken connection must not go back to the pool as a healthy one.
+                    lost = disconnected(error, raw)
+                    if lost is None:
+                        raise
+                    raw.terminate()
+                    await connection.invalidate(error)
+                    raise lost from error
+        except Exception as error:
+            unavailable = as_unavailable(error)
+            if unavailable is None:
+                raise
+            raise unavailable from error
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -68,20 +100,6 @@ class Database:
             raise RuntimeError("the database is opened when the app starts serving")
         try:
             async with self._sessions() as session:
-                yield session
-        except Exception as error:
-            unavailable = as_unavailable(error)
-            if unavailable is None:
-                raise
-            raise unavailable from error
-
-    @contextlib.asynccontextmanager
-    async def reader(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads that need no transaction (each statement stands alone)."""
-        if self._readers is None:
-            raise RuntimeError("the database is opened when the app starts serving")
-        try:
-            async with self._readers() as session:
                 yield session
         except Exception as error:
             unavailable = as_unavailable(error)

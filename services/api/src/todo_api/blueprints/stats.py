@@ -6,16 +6,14 @@ trail live views by at most about one interval.
 
 from __future__ import annotations
 
-from quart import Blueprint, Response, current_app
+from quart import Blueprint, Response
 from quart_schema import document_response
 
-from todo_api.access import current_user_id, require_user
-from todo_api.blueprints.todos import todo_url
+from todo_api.access import current_principal, require_user
+from todo_api.blueprints.todos import todo_store, todo_url
 from todo_api.conditional import conditional_get
 from todo_api.openapi import GATE_ERRORS, blueprint_responds_with, responds_with
-from todo_api.resources import database
 from todo_api.schemas import StatsOut, ViewedTodo
-from todo_api.store import read_stats
 
 blueprint = Blueprint("stats", __name__, url_prefix="/api/v1.0/stats")
 blueprint.before_request(require_user)
@@ -28,8 +26,11 @@ MOST_VIEWED = 5
 @document_response(StatsOut)
 @responds_with(304, 412)
 async def get_stats() -> Response:
-    async with database(current_app).connection() as connection:
-        stats = await read_stats(connection, owner_id=current_user_id(), top=MOST_VIEWED)
+    caller = current_principal()
+    async with todo_store() as store:
+        stats = await store.read_stats(
+            owner_id=caller.user_id, password_version=caller.password_version, top=MOST_VIEWED
+        )
     return conditional_get(
         StatsOut(
             todos=stats.todos,

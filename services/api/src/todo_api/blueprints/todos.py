@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
+
 from quart import Blueprint, Response, current_app, request
 from quart_schema import document_querystring, document_request, document_response
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from todo_api.access import current_principal, current_user_id, require_user
-from todo_api.auth import unauthorized
+from todo_api.access import current_principal, require_user
 from todo_api.bodies import BODY_ERRORS, read_body
 from todo_api.conditional import (
     conditional_get,
@@ -26,15 +25,7 @@ from todo_api.replies import as_response
 from todo_api.representation import todo_url_prefix
 from todo_api.resources import database, settings_of
 from todo_api.schemas import ID_MAX, Empty, PageQuery, TodoIn, TodoOut, TodoPage
-from todo_api.store import (
-    Versions,
-    count_todos,
-    create_todo,
-    delete_todo,
-    get_todo,
-    list_todo_ids,
-    update_todo,
-)
+from todo_api.store import Store, Versions
 from todo_common.exceptions import TodoNotFound
 
 blueprint = Blueprint("todos", __name__, url_prefix="/api/v1.0/todos")
@@ -56,16 +47,27 @@ def todo_url(todo_id: int) -> str:
     return f"{url_prefix()}{todo_id}"
 
 
+def todo_store() -> AbstractAsyncContextManager[Store]:
+    """The store, for this request's statements (a revoked caller's `CredentialsRevoked` is
+    answered 401 by the app's error handlers)."""
+    return database(current_app).store()
+
+
 @blueprint.get("/")
 @document_querystring(PageQuery)
 @document_response(TodoPage)
 @responds_with(304, 400, 412)
 async def list_todos() -> Response:
-    owner = current_user_id()
+    caller = current_principal()
+    owner, password_version = caller.user_id, caller.password_version
     page = requested_page(settings_of(current_app))
-    async with database(current_app).connection() as connection:
-        total = await count_todos(connection, owner_id=owner) if page.needs_total_first else None
-        total, ids = await list_todo_ids(connection, owner_id=owner, window=page.window(total))
+    async with todo_store() as store:
+        total = None
+        if page.needs_total_first:
+            total = await store.count_todos(owner_id=owner, password_version=password_version)
+        total, ids = await store.list_todo_ids(
+            owner_id=owner, password_version=password_version, window=page.window(total)
+        )
     meta, headers = page_meta("todos.list_todos", page, total, ids)
     return conditional_get(
         TodoPage(urls=[todo_url(todo_id) for todo_id in ids], meta=meta), headers=headers
@@ -78,14 +80,14 @@ async def list_todos() -> Response:
 @responds_with(*BODY_ERRORS)
 async def create_todo_item() -> Response:
     data = await read_body(TodoIn)
-    try:
-        async with database(current_app).transaction() as session:
-            todo_id = await create_todo(
-                session, owner_id=current_user_id(), name=data.name, task=data.task
-            )
-    except IntegrityError:
-        # Only the owner's foreign key can fail: a valid token of a user deleted since.
-        raise unauthorized("the user of these credentials no longer exists") from None
+    caller = current_principal()
+    async with todo_store() as store:
+        todo_id = await store.create_todo(
+            owner_id=caller.user_id,
+            password_version=caller.password_version,
+            name=data.name,
+            task=data.task,
+        )
     return json_response(Empty(), 201, {"Location": todo_url(todo_id)})
 
 
@@ -107,12 +109,16 @@ async def get_todo_item(todo_id: int) -> Response:
     return as_response(reply)
 
 
-async def _expected_versions(session: AsyncSession, todo_id: int) -> Versions:
+async def _expected_versions(store: Store, todo_id: int) -> Versions:
     """The versions the write may replace: If-Match's, then If-None-Match checked (RFC 9110
-    13.2.2) against the current todo, whose version the write then compare-and-sets."""
+    13.2.2) against the current todo, whose version the write then compare-and-sets (so no
+    transaction is needed between this read and the write)."""
     versions = if_match_versions(todo_id)
     if "If-None-Match" in request.headers:
-        current = await get_todo(session, owner_id=current_user_id(), todo_id=todo_id)
+        caller = current_principal()
+        current = await store.get_todo(
+            owner_id=caller.user_id, password_version=caller.password_version, todo_id=todo_id
+        )
         if current is None:
             raise TodoNotFound(todo_id)
         if if_none_match_blocks(todo_tag(current.id, current.version)):
@@ -130,11 +136,12 @@ async def _expected_versions(session: AsyncSession, todo_id: int) -> Versions:
 @responds_with(*BODY_ERRORS, 404, 412)
 async def update_todo_item(todo_id: int) -> Response:
     data = await read_body(TodoIn)
-    async with database(current_app).transaction() as session:
-        versions = await _expected_versions(session, todo_id)
-        todo = await update_todo(
-            session,
-            owner_id=current_user_id(),
+    caller = current_principal()
+    async with todo_store() as store:
+        versions = await _expected_versions(store, todo_id)
+        todo = await store.update_todo(
+            owner_id=caller.user_id,
+            password_version=caller.password_version,
             todo_id=todo_id,
             name=data.name,
             task=data.task,
@@ -147,7 +154,13 @@ async def update_todo_item(todo_id: int) -> Response:
 @document_response(Empty)
 @responds_with(404, 412)
 async def delete_todo_item(todo_id: int) -> Response:
-    async with database(current_app).transaction() as session:
-        versions = await _expected_versions(session, todo_id)
-        await delete_todo(session, owner_id=current_user_id(), todo_id=todo_id, versions=versions)
+    caller = current_principal()
+    async with todo_store() as store:
+        versions = await _expected_versions(store, todo_id)
+        await store.delete_todo(
+            owner_id=caller.user_id,
+            password_version=caller.password_version,
+            todo_id=todo_id,
+            versions=versions,
+        )
     return json_response(Empty())
