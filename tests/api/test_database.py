@@ -25,7 +25,6 @@ from todo_common.settings import Settings
 
 WAYS_IN: dict[str, Callable[[Database], AbstractAsyncContextManager[Any]]] = {
     "connection": Database.connection,
-    "reader": Database.reader,
     "session": Database.session,
     "transaction": Database.transaction,
 }

@@ -33,7 +33,6 @@ from todo_api.auth import Credentials, Principal
 from todo_api.resources import Database
 from todo_common.exceptions import APIError
 from todo_common.security import VerifiedPasswords, verify_password
-from todo_common.users import get_login
 
 PASSWORD_CHECKS = Counter(
     "todo_password_checks_total",
@@ -70,8 +69,8 @@ class PasswordChecker:
         username, password = credentials.username, credentials.password
         if credentials.scheme != "basic" or not password:
             return None
-        async with self.database.connection() as connection:
-            login = await get_login(connection, username=username)
+        async with self.database.store() as store:
+            login = await store.get_login(username=username)
         if login is None:
             await before_hashing()
             await self._hash(None, password)  # the same cost as a wrong password

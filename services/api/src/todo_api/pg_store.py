@@ -22,7 +22,10 @@ import asyncpg
 
 from todo_api.store import Stats, TodoRow, Versions, Window
 from todo_common.exceptions import CredentialsRevoked, TodoNotFound, VersionConflict
-from todo_common.models import utcnow
+from todo_common.models import USERNAME_MAX, utcnow
+from todo_common.users import Login
+
+_LOGIN = "SELECT id, password_hash, password_version FROM users WHERE username = $1"
 
 # `ok`: the caller is this user at this password version. Every statement selects it.
 _GET = """
@@ -135,6 +138,12 @@ class PgStore:
 
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
+
+    async def get_login(self, *, username: str) -> Login | None:
+        if len(username) > USERNAME_MAX:
+            return None  # no such user; and no index scan for a megabyte of name
+        row = await self._connection.fetchrow(_LOGIN, username)
+        return Login(row["id"], row["password_hash"], row["password_version"]) if row else None
 
     async def get_todo(
         self, *, owner_id: int, password_version: int, todo_id: int

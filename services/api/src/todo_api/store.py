@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from todo_common.exceptions import CredentialsRevoked, TodoNotFound, VersionConflict
 from todo_common.models import Todo, TodoCount, TodoHits, User, UTCDateTime, utcnow
+from todo_common.users import Login, get_login
 
 Versions = Sequence[int] | Literal["*"] | None
 
@@ -58,6 +59,10 @@ class Window:
 
 class Store(Protocol):
     """The store calls of one request, bound to one pooled connection."""
+
+    async def get_login(self, *, username: str) -> Login | None:
+        """The user's id, stored hash and password version (what a password check needs)."""
+        ...
 
     async def get_todo(
         self, *, owner_id: int, password_version: int, todo_id: int
@@ -127,6 +132,9 @@ class SqliteStore:
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+
+    async def get_login(self, *, username: str) -> Login | None:
+        return await get_login(self._connection, username=username)
 
     async def _check(self, owner_id: int, password_version: int) -> None:
         if not await self._connection.scalar(select(_caller(owner_id, password_version))):
