@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     if redis is not None and settings.count_hits:
         HitCounter(redis, settings).init_app(app)
 
-    observability.init_app(app, metrics=settings.http_metrics)
+    observability.init_app(app)
     register_error_handlers(app)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(docs.blueprint)
@@ -63,12 +63,18 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.register_blueprint(tokens.blueprint)
 
     app.before_serving(_warm_up)
+    # A request that may be smuggled is refused before the app sees it.
+    app.asgi_app = framing.RefuseAmbiguousFraming(app.asgi_app)  # type: ignore[method-assign]
+    # Around both: refusals get their request id, metrics and access line too.
+    app.asgi_app = observability.Observability(  # type: ignore[method-assign]
+        app.asgi_app, metrics=settings.http_metrics
+    )
     if settings.trusted_proxies:
+        # Outermost: every layer, the access line included, sees the client the proxy vouches for
+        # (it hands the layers inside a copy of the scope, which the ones outside never see).
         app.asgi_app = proxy.ForwardedHeaders(  # type: ignore[method-assign]
             app.asgi_app, trusted_hops=settings.trusted_proxies
         )
-    # Outermost: a request that may be smuggled is refused before anything else sees it.
-    app.asgi_app = framing.RefuseAmbiguousFraming(app.asgi_app)  # type: ignore[method-assign]
     return app
 
 
