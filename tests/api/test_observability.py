@@ -299,6 +299,27 @@ async def test_an_app_that_raises_still_gets_its_line_with_500() -> None:
     assert REGISTRY.get_sample_value("todo_http_requests_total", labels) == 1
 
 
+async def test_a_request_cancelled_before_its_response_is_499_not_a_server_error() -> None:
+    started = asyncio.Event()
+
+    async def waiting(scope: Any, receive: Any, send: Any) -> None:
+        set_route(scope, "/waiting")
+        started.set()
+        await asyncio.Event().wait()
+
+    with structlog.testing.capture_logs() as logs:
+        call = asyncio.create_task(_call(Observability(waiting)))
+        await started.wait()
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+
+    (line,) = logs
+    assert (line["status"], line["route"]) == (499, "/waiting")
+    labels = {"method": "GET", "route": "/waiting", "status": "499"}
+    assert REGISTRY.get_sample_value("todo_http_requests_total", labels) == 1
+
+
 async def test_a_route_in_front_of_quart_labels_itself_and_gets_the_request_id() -> None:
     async def hot(scope: Any, receive: Any, send: Any) -> None:
         set_route(scope, "/hot/<todo_id>")

@@ -5,6 +5,9 @@ front of Quart, and requests refused by `todo_api.framing`).
 The request id is taken from the client when it looks sane (so a trace can cross services), else
 generated; it is bound into structlog's context so every log line of the request carries it.
 Metrics are labelled by route template, never by raw path, so their cardinality stays bounded.
+Time runs from this middleware's entry to the end of the response body. An app that raises still
+gets its line and its count, as 500; a request cancelled before its response was done (hypercorn
+cancels it when the client goes away) as 499, so clients leaving do not look like server errors.
 
 Inner layers tell the middleware about the request through the ASGI scope, which it reads once the
 response is done: `set_route(scope, label)` names the route (Quart's rule, see `init_app`), and a
@@ -14,6 +17,7 @@ and the one setting a key must pass the scope on as it is, not a copy.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import io
@@ -47,6 +51,8 @@ ROUTE_KEY = "todo.route"
 REASON_KEY = "todo.reason"
 REQUEST_ID_KEY = "todo.request_id"
 UNMATCHED = "<unmatched>"
+# The status logged and counted for a request cancelled before its response was done (nginx's).
+CLIENT_CLOSED = 499
 
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -154,8 +160,13 @@ class Observability:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if not finished:  # the client left, or shutdown ran out of time: not a server error
+                status = CLIENT_CLOSED
+            raise
         except BaseException:
-            status = 500
+            if not finished:
+                status = 500
             raise
         finally:
             elapsed = (finished or time.perf_counter()) - started
