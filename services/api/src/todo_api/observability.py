@@ -5,12 +5,14 @@ front of Quart, and requests refused by `todo_api.framing`).
 The request id is taken from the client when it looks sane (so a trace can cross services), else
 generated; it is bound into structlog's context so every log line of the request carries it.
 Metrics are labelled by route template, never by raw path, so their cardinality stays bounded.
-Time runs from this middleware's entry to the end of the response body. An app that raises still
-gets its line and its count, as 500; a request cancelled before its response was done (hypercorn
-cancels it when the client goes away) as 499, so clients leaving do not look like server errors.
+Time runs from this middleware's entry to the end of the response body; the line is written and
+the request counted just before that last part is sent, so a client holding the response can
+already find both. An app that raises still gets its line and its count, as 500; a request
+cancelled before its response was done (hypercorn cancels it when the client goes away) as 499, so
+clients leaving do not look like server errors.
 
-Inner layers tell the middleware about the request through the ASGI scope, which it reads once the
-response is done: `set_route(scope, label)` names the route (Quart's rule, see `init_app`), and a
+Inner layers tell the middleware about the request through the ASGI scope, which it reads as the
+response ends: `set_route(scope, label)` names the route (Quart's rule, see `init_app`), and a
 layer that refuses a request may put why under `REASON_KEY`. So every layer between this middleware
 and the one setting a key must pass the scope on as it is, not a copy.
 """
@@ -142,35 +144,41 @@ class Observability:
             return
         started = time.perf_counter()
         request_id = request_id_of(scope["headers"])
-        cast("dict[str, Any]", scope)[REQUEST_ID_KEY] = request_id
+        http_scope = cast("dict[str, Any]", scope)
+        http_scope[REQUEST_ID_KEY] = request_id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
-        finished = 0.0
+        recorded = False
+
+        def record(final_status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            self._record(http_scope, final_status, time.perf_counter() - started, request_id)
 
         async def send_with_id(message: ASGISendEvent) -> None:
-            nonlocal status, finished
+            nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", ()), id_header]}
             elif message["type"] == "http.response.body" and not message.get("more_body"):
-                finished = time.perf_counter()
+                # Before the last bytes go out: whoever has the response can find its line.
+                record(status)
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
-            if not finished:  # the client left, or shutdown ran out of time: not a server error
-                status = CLIENT_CLOSED
+            if not recorded:  # the client left, or shutdown ran out of time: not a server error
+                record(CLIENT_CLOSED)
             raise
         except BaseException:
-            if not finished:
-                status = 500
+            if not recorded:
+                record(500)
             raise
-        finally:
-            elapsed = (finished or time.perf_counter()) - started
-            self._record(cast("dict[str, Any]", scope), status, elapsed, request_id)
+        if not recorded:  # the app returned without finishing a response: hypercorn sends a 500
+            record(500)
 
     def _record(self, scope: dict[str, Any], status: int, elapsed: float, request_id: str) -> None:
         route: str = scope.get(ROUTE_KEY, UNMATCHED)
