@@ -66,7 +66,7 @@ def access_lines(server: ApiServer, request_id: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(
     "offered",
-    ["trace-42.abc", "a", "A:b_c-d.e", "x" * 128, "0123456789abcdef" * 8],
+    ["trace-7.obs", "a", "A:b_c-d.e", "x" * 128, "0123456789abcdef" * 8],
 )
 def test_a_sane_request_id_is_echoed_and_logged(sqlite_api: ApiServer, offered: str) -> None:
     offered = offered if len(offered) > 20 else f"{offered}-{uuid.uuid4().hex[:8]}"
@@ -349,6 +349,34 @@ async def test_the_time_runs_to_the_end_of_the_body() -> None:
 
     (line,) = logs
     assert line["duration_ms"] >= 50
+
+
+async def test_the_line_is_written_before_the_client_can_have_the_whole_response() -> None:
+    """With a Content-Length the client has the response at its last byte, not at the empty
+    closing message Quart sends after it."""
+    seen_at_end_of_body: list[int] = []
+
+    async def quart_like(scope: Any, receive: Any, send: Any) -> None:
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}", "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    with structlog.testing.capture_logs() as logs:
+        app = Observability(quart_like, metrics=False)
+
+        async def outer(scope: Any, receive: Any, send: Any) -> None:
+            async def watching(message: dict[str, Any]) -> None:
+                if message.get("body") == b"{}":
+                    seen_at_end_of_body.append(len(logs))
+                await send(message)
+
+            await app(scope, receive, watching)
+
+        await _call(outer)
+
+    assert seen_at_end_of_body == [1]
+    assert logs[0]["status"] == 201
 
 
 async def test_context_does_not_leak_from_one_request_to_the_next() -> None:

@@ -6,7 +6,7 @@ The request id is taken from the client when it looks sane (so a trace can cross
 generated; it is bound into structlog's context so every log line of the request carries it.
 Metrics are labelled by route template, never by raw path, so their cardinality stays bounded.
 Time runs from this middleware's entry to the end of the response body; the line is written and
-the request counted just before that last part is sent, so a client holding the response can
+the request counted just before its last byte is sent, so a client holding the response can
 already find both. An app that raises still gets its line and its count, as 500; a request
 cancelled before its response was done (hypercorn cancels it when the client goes away) as 499, so
 clients leaving do not look like server errors.
@@ -57,6 +57,7 @@ UNMATCHED = "<unmatched>"
 CLIENT_CLOSED = 499
 
 _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_NO_BODY = frozenset({204, 304})
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # A rule's variable with its converter: <id(max=9):todo_id> or <int:n>, labelled <todo_id>, <n>.
 _CONVERTER = re.compile(r"<(?:[^<>]*:)?(\w+)>")
@@ -92,6 +93,14 @@ def request_id_of(headers: list[tuple[bytes, bytes]] | Any) -> str:
                 return value.decode("ascii")
             break
     return uuid.uuid4().hex
+
+
+def _length(headers: Any) -> int | None:
+    """The response's Content-Length, or None without one (a streamed body)."""
+    for name, value in headers:
+        if name == b"content-length":  # ASGI response header names are lower case
+            return int(value)
+    return None
 
 
 def _json_line_writer(output: LogOutput) -> Callable[[dict[str, Any]], None] | None:
@@ -151,6 +160,7 @@ class Observability:
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
         recorded = False
+        unsent: int | None = None  # body bytes the client still waits for, when it knows how many
 
         def record(final_status: int) -> None:
             nonlocal recorded
@@ -158,13 +168,23 @@ class Observability:
             self._record(http_scope, final_status, time.perf_counter() - started, request_id)
 
         async def send_with_id(message: ASGISendEvent) -> None:
-            nonlocal status
+            # The line is written and the request counted just before the client can have the
+            # whole response, so whoever holds a response can find its line and its count.
+            nonlocal status, unsent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), id_header]}
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                # Before the last bytes go out: whoever has the response can find its line.
-                record(status)
+                headers = message.get("headers", ())
+                unsent = (
+                    0 if status in _NO_BODY or http_scope["method"] == "HEAD" else _length(headers)
+                )
+                message = {**message, "headers": [*headers, id_header]}
+                if unsent == 0:
+                    record(status)
+            elif message["type"] == "http.response.body" and not recorded:
+                if unsent is not None:
+                    unsent -= len(message.get("body", b""))
+                if not message.get("more_body") or (unsent is not None and unsent <= 0):
+                    record(status)
             await send(message)
 
         try:
