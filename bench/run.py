@@ -44,7 +44,7 @@ POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:543
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
 # Enough that no PUT round (10 s, a few thousand requests) touches a todo twice.
 WRITER_TODOS = 20_000
-# POST spread over this many users (each thread of wrk takes half), next to POST by one user: the
+# POST spread over this many users (each wrk thread takes its share), next to POST by one user: the
 # user's row in todo_counts, updated by every create, is a hot spot only the second one shows.
 POSTERS = 32
 SECRET = uuid.uuid4().hex * 2
