@@ -69,13 +69,16 @@ def _wait(server: Server, path: str) -> Server:
     raise SystemExit(f"bench: {server.process.args} did not come up")
 
 
-def start_api(env: dict[str, str]) -> Server:
+def start_api(env: dict[str, str], log: Path) -> Server:
+    """`todo-api` with its log (stderr: the access lines too) going to the file `log`."""
     port = _free_port()
-    process = subprocess.Popen(
-        [str(BIN / "todo-api"), "--bind", f"127.0.0.1:{port}", "--workers", WORKERS],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-    )
+    with log.open("wb") as stderr:
+        process = subprocess.Popen(
+            [str(BIN / "todo-api"), "--bind", f"127.0.0.1:{port}", "--workers", WORKERS],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     return _wait(Server(process, f"http://127.0.0.1:{port}"), "/readyz")
 
 

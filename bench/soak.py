@@ -230,7 +230,7 @@ def main() -> None:
         )
         users = asyncio.run(seed(database_url))
         token = issue_token(SECRET, users["poster"], WARMUP + SECONDS + 3600)
-        api = start_api(env)
+        api = start_api(env, folder / "api.log")
         processes = [spawn("todo-worker", env, folder), spawn("todo-scheduler", env, folder)]
         print(
             f"soak: {SECONDS} s at {RATE:g} operations/s from {CLIENTS} clients after a {WARMUP} s "

@@ -35,7 +35,7 @@ from todo_common.security import issue_token
 from todo_common.settings import Settings
 
 LIMIT = 40  # per user per window: the limiter's 429 is one of the cases
-IGNORED = {"date", "server", "x-ratelimit-reset", "x-request-id"}  # TEMP
+IGNORED = {"date", "server", "x-ratelimit-reset"}
 
 
 class QuartCalls:

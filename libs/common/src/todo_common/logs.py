@@ -2,6 +2,9 @@
 
 The standard library's loggers (hypercorn, alembic, celery, ...) go through the same processors, and
 anything bound with `structlog.contextvars` (the request id) appears on every line.
+
+A line written once per request (the API's access line) may skip structlog and the logging module
+and go straight to the same stream: `log_output` says which format, level and stream were chosen.
 """
 
 from __future__ import annotations
@@ -9,15 +12,34 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, TextIO
 
 import structlog
 
 from todo_common.settings import Settings
 
 
-def _renderer(settings: Settings) -> Any:
-    log_format = settings.log_format or ("console" if sys.stderr.isatty() else "json")
+@dataclass(frozen=True)
+class LogOutput:
+    """How `configure_logging` set this process up: lines at `level` and above, in `format`, go
+    to `stream`, each carrying `process` (and the pid)."""
+
+    format: Literal["console", "json"]
+    level: int
+    stream: TextIO
+    process: str
+
+
+_output: LogOutput | None = None
+
+
+def log_output() -> LogOutput | None:
+    """This process's log set-up, or None before `configure_logging` ran."""
+    return _output
+
+
+def _renderer(log_format: str) -> Any:
     if log_format == "console":
         return structlog.dev.ConsoleRenderer()
     return structlog.processors.JSONRenderer()
@@ -25,7 +47,9 @@ def _renderer(settings: Settings) -> Any:
 
 def configure_logging(settings: Settings, process: str) -> None:
     """Route structlog and stdlib logging to stderr through one renderer."""
+    global _output
     level = logging.getLevelNamesMapping()[settings.log_level.upper()]
+    log_format = settings.log_format or ("console" if sys.stderr.isatty() else "json")
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -49,7 +73,7 @@ def configure_logging(settings: Settings, process: str) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _renderer(settings),
+            _renderer(log_format),
         ],
     )
     handler = logging.StreamHandler(sys.stderr)
@@ -61,6 +85,7 @@ def configure_logging(settings: Settings, process: str) -> None:
         named = logging.getLogger(name)
         named.handlers[:] = []
         named.propagate = True
+    _output = LogOutput(log_format, level, sys.stderr, process)
 
 
 def _add_process(process: str) -> Any:

@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Quart:
     if hits is not None:
         hits.init_app(app)
 
-    observability.init_app(app, metrics=settings.http_metrics)
+    observability.init_app(app)
     replies = ErrorReplies(settings.use_token_auth)
     register_error_handlers(app, replies)
     app.register_blueprint(ops.blueprint)
@@ -75,12 +75,18 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.asgi_app = FastTodoReads(  # type: ignore[method-assign]
         app.asgi_app, gate=gate, database=database, hits=hits, replies=replies
     )
+    # A request that may be smuggled is refused before the app (or the fast route) sees it.
+    app.asgi_app = framing.RefuseAmbiguousFraming(app.asgi_app)  # type: ignore[method-assign]
+    # Around both: refusals get their request id, metrics and access line too.
+    app.asgi_app = observability.Observability(  # type: ignore[method-assign]
+        app.asgi_app, metrics=settings.http_metrics
+    )
     if settings.trusted_proxies:
+        # Outermost: every layer, the access line included, sees the client the proxy vouches for
+        # (it hands the layers inside a copy of the scope, which the ones outside never see).
         app.asgi_app = proxy.ForwardedHeaders(  # type: ignore[method-assign]
             app.asgi_app, trusted_hops=settings.trusted_proxies
         )
-    # Outermost: a request that may be smuggled is refused before anything else sees it.
-    app.asgi_app = framing.RefuseAmbiguousFraming(app.asgi_app)  # type: ignore[method-assign]
     return app
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import orjson
-import structlog
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
@@ -23,7 +22,7 @@ from hypercorn.typing import (
     Scope,
 )
 
-log = structlog.get_logger(__name__)
+from todo_api.observability import REASON_KEY
 
 
 def framing_problem(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
@@ -69,7 +68,8 @@ def _refusal(message: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
 
 class RefuseAmbiguousFraming:
     """ASGI middleware: a request with ambiguous framing is answered 400 here and its connection
-    closed; the app never runs and no byte of its body is read."""
+    closed; the app never runs and no byte of its body is read. The reason goes on the request's
+    access line (`todo_api.observability`, the layer around this one)."""
 
     def __init__(self, app: ASGIFramework) -> None:
         self.app = app
@@ -80,14 +80,7 @@ class RefuseAmbiguousFraming:
         if scope["type"] != "http" or (problem := framing_problem(scope["headers"])) is None:
             await self.app(scope, receive, send)
             return
-        client = scope["client"]
-        log.info(
-            "request refused",
-            reason=problem,
-            path=scope["path"],
-            status=400,
-            client=client[0] if client else None,
-        )
+        scope[REASON_KEY] = problem  # type: ignore[literal-required]  # on the access line
         headers, body = _refusal(problem)
         await send(HTTPResponseStartEvent(type="http.response.start", status=400, headers=headers))
         await send(HTTPResponseBodyEvent(type="http.response.body", body=body, more_body=False))

@@ -17,7 +17,8 @@ from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallabl
 from todo_api.access import Gate
 from todo_api.errors import ErrorReplies
 from todo_api.hits import HitCounter
-from todo_api.item import ITEM_ROUTE, bound_request_id, read_todo_item
+from todo_api.item import ITEM_ROUTE, read_todo_item
+from todo_api.observability import request_id_in, set_route
 from todo_api.replies import send_reply
 from todo_api.representation import TODOS_PATH, todo_url_prefix
 from todo_api.resources import Database
@@ -26,7 +27,6 @@ from todo_api.schemas import ID_MAX
 
 # The one spelling of a todo's path the Quart route accepts too (see todo_api.routing).
 _ITEM_PATH = re.compile(re.escape(TODOS_PATH) + f"({decimals_up_to(ID_MAX)})")
-ROUTE_KEY = "todo.route"
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
 
 
@@ -64,7 +64,7 @@ class FastTodoReads:
                 await self.app(scope, receive, send)  # a body to take in: Quart's work
                 return
             headers.setdefault(name, value.decode("latin-1"))
-        scope[ROUTE_KEY] = ITEM_ROUTE  # type: ignore[literal-required]
+        set_route(scope, ITEM_ROUTE)
         client = scope.get("client")
         admission = None
         try:
@@ -81,7 +81,7 @@ class FastTodoReads:
                 if_match=headers.get(b"if-match"),
                 if_none_match=headers.get(b"if-none-match"),
                 hits=self.hits,
-                request_id=bound_request_id(),
+                request_id=request_id_in(scope),
             )
         except Exception as error:
             reply = self.replies.reply_for(error)

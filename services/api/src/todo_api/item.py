@@ -7,8 +7,6 @@ conditional logic answers 200, 304 or 412; a 200 or a 304 of a GET counts as a v
 
 from __future__ import annotations
 
-import structlog
-
 from todo_api.auth import Principal
 from todo_api.conditional import conditional_reply, todo_tag
 from todo_api.hits import HitCounter
@@ -19,12 +17,6 @@ from todo_common.exceptions import TodoNotFound
 
 # The route's metrics label, for both ways in (routing details stay out of dashboards).
 ITEM_ROUTE = "/api/v1.0/todos/<todo_id>"
-
-
-def bound_request_id() -> str | None:
-    """The request id the access middleware bound for this request (for the view's flush)."""
-    request_id: str | None = structlog.contextvars.get_contextvars().get("request_id")
-    return request_id
 
 
 async def read_todo_item(

@@ -18,7 +18,8 @@ from todo_api.conditional import (
     todo_tag,
 )
 from todo_api.hits import hit_counter
-from todo_api.item import bound_request_id, read_todo_item
+from todo_api.item import read_todo_item
+from todo_api.observability import request_id_in
 from todo_api.openapi import GATE_ERRORS, blueprint_responds_with, responds_with
 from todo_api.pagination import page_meta, requested_page
 from todo_api.replies import as_response
@@ -104,7 +105,7 @@ async def get_todo_item(todo_id: int) -> Response:
         if_match=request.headers.get("If-Match"),
         if_none_match=request.headers.get("If-None-Match"),
         hits=hit_counter(current_app) if request.method == "GET" else None,
-        request_id=bound_request_id(),
+        request_id=request_id_in(request.scope),
     )
     return as_response(reply)
 
