@@ -36,6 +36,7 @@ import structlog
 from hypercorn.typing import (
     ASGIFramework,
     ASGIReceiveCallable,
+    ASGIReceiveEvent,
     ASGISendCallable,
     ASGISendEvent,
     Scope,
@@ -193,8 +194,19 @@ class Observability:
                     record(status)
             await send(message)
 
+        client_left = False
+
+        async def receive_watched() -> ASGIReceiveEvent:
+            # Quart cancels its handler when the client disconnects and returns without a
+            # response: the disconnect is only seen here.
+            nonlocal client_left
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                client_left = True
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive_watched, send_with_id)
         except asyncio.CancelledError:
             if not recorded:  # the client left, or shutdown ran out of time: not a server error
                 record(CLIENT_CLOSED)
@@ -204,7 +216,7 @@ class Observability:
                 record(500)
             raise
         if not recorded:  # the app returned without finishing a response: hypercorn sends a 500
-            record(500)
+            record(CLIENT_CLOSED if client_left else 500)
 
     def _record(self, scope: dict[str, Any], status: int, elapsed: float, request_id: str) -> None:
         route: str = scope.get(ROUTE_KEY, UNMATCHED)

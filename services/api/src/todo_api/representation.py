@@ -28,7 +28,10 @@ def todo_url_prefix(
 ) -> str:
     """Everything of a todo's absolute URL before its id."""
     scheme = "https" if scheme in ("https", "wss") else "http"
-    host = get_host(scheme, host_header, server).lower().removesuffix(_DEFAULT_PORTS[scheme])
+    # Quart fills in an empty Host for HTTP/1.0 requests without one: the server's address then.
+    host = (
+        get_host(scheme, host_header or None, server).lower().removesuffix(_DEFAULT_PORTS[scheme])
+    )
     return f"{scheme}://{host}{root_path.rstrip('/')}{TODOS_PATH}"
 
 

@@ -193,8 +193,10 @@ async def test_counts_do_not_drift_under_concurrent_create_and_delete(
     )
     async with _served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
         jobs = [client.delete(f"/api/v1.0/todos/{i}", headers=auth) for i in ids for _ in range(3)]
-        jobs += [client.post("/api/v1.0/todos/", headers=auth, json={"name": "n", "task": "t"})
-                 for _ in range(20)]
+        jobs += [
+            client.post("/api/v1.0/todos/", headers=auth, json={"name": "n", "task": "t"})
+            for _ in range(20)
+        ]
         answers = await asyncio.gather(*jobs)
         assert {a.status_code for a in answers} <= {200, 201, 404}
     rows = await conn.fetchval("SELECT count(*) FROM todos WHERE owner_id = $1", user)
@@ -207,8 +209,8 @@ RAW_CASES = {
     "two authorizations": "Authorization: Bearer junk\r\nAuthorization: Bearer {token}\r\n",
     "two authorizations, good first": "Authorization: Bearer {token}\r\nAuthorization: x\r\n",
     "two hosts": "Authorization: Bearer {token}\r\nHost: a.test\r\nHost: b.test\r\n",
-    "two if-none-match": "Authorization: Bearer {token}\r\nIf-None-Match: \"x\"\r\n"
-    "If-None-Match: \"{tag}\"\r\n",
+    "two if-none-match": 'Authorization: Bearer {token}\r\nIf-None-Match: "x"\r\n'
+    'If-None-Match: "{tag}"\r\n',
     "expect 100": "Authorization: Bearer {token}\r\nContent-Length: 0\r\nExpect: 100-continue\r\n",
     "body": "Authorization: Bearer {token}\r\nContent-Length: 2\r\n\r\nab",
     "chunked": "Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
