@@ -320,6 +320,28 @@ async def test_a_request_cancelled_before_its_response_is_499_not_a_server_error
     assert REGISTRY.get_sample_value("todo_http_requests_total", labels) == 1
 
 
+async def test_an_app_giving_up_on_a_client_that_left_is_499() -> None:
+    async def gives_up(scope: Any, receive: Any, send: Any) -> None:
+        # What Quart does when http.disconnect arrives before its handler answered.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    messages = iter([{"type": "http.request", "body": b""}, {"type": "http.disconnect"}])
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        raise AssertionError(f"nothing is sent to a client that left: {message}")
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": None}
+    with structlog.testing.capture_logs() as logs:
+        await Observability(gives_up, metrics=False)(scope, receive, send)
+
+    (line,) = logs
+    assert line["status"] == 499
+
+
 async def test_a_route_in_front_of_quart_labels_itself_and_gets_the_request_id() -> None:
     async def hot(scope: Any, receive: Any, send: Any) -> None:
         set_route(scope, "/hot/<todo_id>")

@@ -7,9 +7,10 @@ generated; it is bound into structlog's context so every log line of the request
 Metrics are labelled by route template, never by raw path, so their cardinality stays bounded.
 Time runs from this middleware's entry to the end of the response body; the line is written and
 the request counted just before its last byte is sent, so a client holding the response can
-already find both. An app that raises still gets its line and its count, as 500; a request
-cancelled before its response was done (hypercorn cancels it when the client goes away) as 499, so
-clients leaving do not look like server errors.
+already find both. An app that raises still gets its line and its count, as 500; a request whose
+client went away before its response was done (Quart then gives up on it; hypercorn cancels what
+is left at shutdown) as 499, nginx's "client closed request", so clients leaving do not look like
+server errors.
 
 Inner layers tell the middleware about the request through the ASGI scope, which it reads as the
 response ends: `set_route(scope, label)` names the route (Quart's rule, see `init_app`), and a
@@ -167,6 +168,7 @@ class Observability:
         id_header = (b"x-request-id", request_id.encode("ascii"))
         status = 500
         recorded = False
+        client_left = False
         unsent: int | None = None  # body bytes the client still waits for, when it knows how many
 
         def record(final_status: int) -> None:
@@ -194,19 +196,14 @@ class Observability:
                     record(status)
             await send(message)
 
-        client_left = False
-
-        async def receive_watched() -> ASGIReceiveEvent:
-            # Quart cancels its handler when the client disconnects and returns without a
-            # response: the disconnect is only seen here.
+        async def receive_watching() -> ASGIReceiveEvent:
             nonlocal client_left
             message = await receive()
-            if message["type"] == "http.disconnect":
-                client_left = True
+            client_left = client_left or message["type"] == "http.disconnect"
             return message
 
         try:
-            await self.app(scope, receive_watched, send_with_id)
+            await self.app(scope, receive_watching, send_with_id)
         except asyncio.CancelledError:
             if not recorded:  # the client left, or shutdown ran out of time: not a server error
                 record(CLIENT_CLOSED)
@@ -215,7 +212,9 @@ class Observability:
             if not recorded:
                 record(500)
             raise
-        if not recorded:  # the app returned without finishing a response: hypercorn sends a 500
+        if not recorded:
+            # Quart gives up on a request whose client left (and sends nothing); without that,
+            # an app that ends without a whole response gets a 500 from hypercorn.
             record(CLIENT_CLOSED if client_left else 500)
 
     def _record(self, scope: dict[str, Any], status: int, elapsed: float, request_id: str) -> None:
