@@ -29,8 +29,14 @@ from pathlib import Path
 import httpx
 
 from bench.login import login_medians
-from bench.servers import Server, argon2_verifications_per_second, start_api, start_ceiling
-from bench.wrk import THREADS, Result, run_wrk
+from bench.servers import (
+    WORKERS,
+    Server,
+    argon2_verifications_per_second,
+    start_api,
+    start_ceiling,
+)
+from bench.wrk import CONNECTIONS, THREADS, Result, run_wrk
 from todo_api.conditional import todo_tag
 from todo_common.security import issue_token
 
@@ -179,6 +185,8 @@ def main() -> None:
             "TODO_RATE_LIMIT": "100000000/1h",
             "TODO_LOG_LEVEL": "info",
             "TODO_LOG_FORMAT": "json",
+            # The pool rule (README, Configuration): each worker serves 32 / 2 connections at once.
+            "TODO_DB_POOL_SIZE": str(CONNECTIONS // int(WORKERS)),
         }
         subprocess.run(
             [str(Path(sys.executable).parent / "todoctl"), "migrate"],
