@@ -12,25 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
 from tests.support.databases import DatabaseFactory
-from tests.support.servers import add_user, free_port
+from tests.support.inprocess import fast_layer, insert_todo, served
+from tests.support.servers import add_user
 from todo_api.app import create_app
 from todo_api.conditional import todo_tag
 from todo_api.hits import hit_counter
-from todo_api.hot import FastTodoReads
 from todo_common.db import create_engine
-from todo_common.models import Todo, utcnow
 from todo_common.security import issue_token
 from todo_common.settings import Settings
 
@@ -49,38 +46,6 @@ class QuartCalls:
         if scope["type"] == "http":
             self.paths.append(scope["path"])
         await self.app(scope, receive, send)
-
-
-def _fast_layer(app: Any) -> FastTodoReads:
-    layer = app.asgi_app
-    while not isinstance(layer, FastTodoReads):
-        layer = layer.app
-    return layer
-
-
-@contextlib.asynccontextmanager
-async def _served(app: Any) -> AsyncIterator[str]:
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.accesslog = None
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-    url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as probe:
-        for _ in range(200):
-            with contextlib.suppress(httpx.TransportError):
-                if (await probe.get(f"{url}/healthz")).status_code == 200:
-                    break
-            await asyncio.sleep(0.05)
-    try:
-        yield url
-    finally:
-        stop.set()
-        await task
 
 
 def _credentials(mode: str, tokens: dict[str, str], user: str) -> str:
@@ -218,11 +183,11 @@ async def test_the_fast_route_answers_as_quart_does(
         )
         apps.append(create_app(settings))
     fast_app, quart_app = apps
-    fast_layer = _fast_layer(fast_app)
-    watched = QuartCalls(fast_layer.app)
-    fast_layer.app = watched
+    fast = fast_layer(fast_app)
+    watched = QuartCalls(fast.app)
+    fast.app = watched
     # The other app without its fast route: every request reaches Quart.
-    quart_layer = _fast_layer(quart_app)
+    quart_layer = fast_layer(quart_app)
     parent = quart_app.asgi_app
     while parent.app is not quart_layer:
         parent = parent.app
@@ -235,11 +200,11 @@ async def test_the_fast_route_answers_as_quart_does(
     tokens = {name: issue_token(secret, user_id, 600) for name, user_id in users.items()}
     tokens["forged"] = issue_token("f" * 64, users["alice"], 600)
     tokens["expired"] = issue_token(secret, users["alice"], -10)
-    todo = await _insert_todo(url, users["alice"])
-    other = await _insert_todo(url, users["bob"])
+    todo = await insert_todo(url, users["alice"])
+    other = await insert_todo(url, users["bob"])
     tag = todo_tag(todo, 1)
     try:
-        async with _served(fast_app) as fast_url, _served(quart_app) as quart_url:
+        async with served(fast_app) as fast_url, served(quart_app) as quart_url:
             await _revoke(url, users["revoked"], users["gone"])
             watched.paths.clear()
             answers: dict[str, list[Any]] = {"fast": [], "quart": []}
@@ -291,21 +256,6 @@ async def test_the_fast_route_answers_as_quart_does(
     }, watched.paths
     assert len(watched.paths) == 4
     assert pending[0] == pending[1] != {}
-
-
-async def _insert_todo(url: str, owner_id: int) -> int:
-    """A todo inserted directly: no request spends a window of one app and not the other's."""
-    engine = create_engine(Settings(database_url=url))
-    try:
-        async with engine.begin() as connection:
-            todo_id = await connection.scalar(
-                insert(Todo)
-                .values(owner_id=owner_id, name="n", task="t", created_at=utcnow(), version=1)
-                .returning(Todo.id)
-            )
-    finally:
-        await engine.dispose()
-    return int(todo_id)
 
 
 async def _revoke(url: str, revoked: int, gone: int) -> None:

@@ -1,4 +1,6 @@
-"""Review of the gate branch: the fast route against Quart, disconnects, CAS, counts, the pool."""
+"""The fast route's edges, as an attacker tried them: HTTP/1.0 without Host, raw requests (duplicate
+headers, bodies, forwarded headers), clients leaving mid-statement, statement timeouts, If-Match
+races, count drift, and the tokens of revoked or deleted users."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.api.test_fast_route import _fast_layer, _insert_todo, _served
 from tests.support.databases import DatabaseFactory
+from tests.support.inprocess import fast_layer, insert_todo, served
 from tests.support.servers import add_user
 from todo_api.app import create_app
 from todo_api.conditional import todo_tag
@@ -32,7 +34,7 @@ async def _setup(databases: DatabaseFactory, **settings: Any) -> tuple[str, Any,
     base = dict(database_url=url, use_token_auth=True, secret_key=SECRET)
     fast_app = create_app(Settings(**{**base, **settings}))
     quart_app = create_app(Settings(**{**base, **settings}))
-    layer = _fast_layer(quart_app)
+    layer = fast_layer(quart_app)
     parent = quart_app.asgi_app
     while parent.app is not layer:
         parent = parent.app
@@ -62,12 +64,12 @@ async def test_http10_without_host_answers_as_quart_does(
     postgres: str, databases: DatabaseFactory
 ) -> None:
     url, fast_app, quart_app, user, token = await _setup(databases)
-    todo = await _insert_todo(url, user)
+    todo = await insert_todo(url, user)
     request = (
         f"GET /api/v1.0/todos/{todo} HTTP/1.0\r\nAuthorization: Bearer {token}\r\n"
         "X-Request-ID: same\r\n\r\n"
     ).encode()
-    async with _served(fast_app) as fast_url, _served(quart_app) as quart_url:
+    async with served(fast_app) as fast_url, served(quart_app) as quart_url:
         fast = _strip(await _raw(fast_url, request))
         quart = _strip(await _raw(quart_url, request))
     # The fast route names the server's address, Quart an empty host ("http:///api/...").
@@ -112,11 +114,11 @@ async def test_a_client_leaving_mid_statement_is_499_and_leaves_the_pool_sound(
 ) -> None:
     url, fast_app, quart_app, user, token = await _setup(databases, db_pool_size=2)
     app = fast_app if side == "fast" else quart_app
-    todo = await _insert_todo(url, user)
+    todo = await insert_todo(url, user)
     auth = {"Authorization": f"Bearer {token}"}
     route = "/api/v1.0/todos/<todo_id>"
     before = {s: _count(s, route) for s in ("200", "499", "500")}
-    async with _served(app) as base:
+    async with served(app) as base:
         async with _users_locked(url):
             async with httpx.AsyncClient(base_url=base) as client:
                 for _ in range(2):  # the whole pool
@@ -143,9 +145,9 @@ async def test_statement_timeout_is_503_and_the_connection_stays_usable(
     url, fast_app, _, user, token = await _setup(
         databases, db_pool_size=1, db_statement_timeout=0.3
     )
-    todo = await _insert_todo(url, user)
+    todo = await insert_todo(url, user)
     auth = {"Authorization": f"Bearer {token}"}
-    async with _served(fast_app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(fast_app) as base, httpx.AsyncClient(base_url=base) as client:
         async with _users_locked(url):
             slow = await client.get(f"/api/v1.0/todos/{todo}", headers=auth, timeout=5)
             slow_put = await client.put(
@@ -160,9 +162,9 @@ async def test_thirty_puts_with_one_if_match_one_wins(
     postgres: str, databases: DatabaseFactory
 ) -> None:
     url, fast_app, _, user, token = await _setup(databases, db_pool_size=10)
-    todo = await _insert_todo(url, user)
+    todo = await insert_todo(url, user)
     headers = {"Authorization": f"Bearer {token}", "If-Match": f'"{todo_tag(todo, 1)}"'}
-    async with _served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
         answers = await asyncio.gather(
             *(
                 client.put(
@@ -184,14 +186,14 @@ async def test_counts_do_not_drift_under_concurrent_create_and_delete(
 ) -> None:
     url, fast_app, _, user, token = await _setup(databases, db_pool_size=10)
     auth = {"Authorization": f"Bearer {token}"}
-    ids = [await _insert_todo(url, user) for _ in range(10)]
+    ids = [await insert_todo(url, user) for _ in range(10)]
     conn = await asyncpg.connect(_dsn(url))
     await conn.execute(
         "INSERT INTO todo_counts (owner_id, todos) VALUES ($1, 10) "
         "ON CONFLICT (owner_id) DO UPDATE SET todos = 10",
         user,
     )
-    async with _served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
         jobs = [client.delete(f"/api/v1.0/todos/{i}", headers=auth) for i in ids for _ in range(3)]
         jobs += [
             client.post("/api/v1.0/todos/", headers=auth, json={"name": "n", "task": "t"})
@@ -225,7 +227,7 @@ async def test_raw_requests_answer_as_quart_does(
     case: str, postgres: str, databases: DatabaseFactory
 ) -> None:
     url, fast_app, quart_app, user, token = await _setup(databases, trusted_proxies=1)
-    todo = await _insert_todo(url, user)
+    todo = await insert_todo(url, user)
     extra = RAW_CASES[case].format(token=token, tag=todo_tag(todo, 1))
     host = "" if "Host:" in extra else "Host: todo.test\r\n"
     if "\r\n\r\n" not in extra:
@@ -234,7 +236,7 @@ async def test_raw_requests_answer_as_quart_does(
         f"GET /api/v1.0/todos/{todo} HTTP/1.1\r\n{host}Connection: close\r\n"
         f"X-Request-ID: same\r\n{extra}"
     ).encode()
-    async with _served(fast_app) as fast_url, _served(quart_app) as quart_url:
+    async with served(fast_app) as fast_url, served(quart_app) as quart_url:
         fast = _strip(await _raw(fast_url, request))
         quart = _strip(await _raw(quart_url, request))
     assert fast == quart
@@ -245,11 +247,11 @@ async def test_a_deleted_or_revoked_users_token_writes_nothing(
     prepared: bool, postgres: str, databases: DatabaseFactory
 ) -> None:
     url, fast_app, _, user, token = await _setup(databases, db_prepared_statements=prepared)
-    todo = await _insert_todo(url, user)
+    todo = await insert_todo(url, user)
     auth = {"Authorization": f"Bearer {token}"}
     body = {"name": "x", "task": "y"}
     conn = await asyncpg.connect(_dsn(url))
-    async with _served(fast_app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(fast_app) as base, httpx.AsyncClient(base_url=base) as client:
         await conn.execute("UPDATE users SET password_version = password_version + 1")
         revoked = [
             await client.post("/api/v1.0/todos/", headers=auth, json=body),
