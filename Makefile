@@ -3,6 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 UV_VERSION := 0.13.9
+PY_SPY_VERSION := 0.4.3
 # Use uv from PATH; without one, install it with pip into a git-ignored folder.
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/uv/bin/uv)
 VENV := $(CURDIR)/.venv
@@ -30,7 +31,7 @@ KIND_CONTEXT := kind-$(KIND_CLUSTER)
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
 SERVICES := api worker scheduler
 
-.PHONY: help install tools run test bench fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
+.PHONY: help install tools run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,6 +85,11 @@ bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + be
 	        apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; \
 	    else echo "bench: wrk is needed: sudo apt-get install wrk"; exit 1; fi; }
 	$(BIN)/python -m bench.run
+
+profile: install ## py-spy profile of one API worker under wrk (token GET item): self time by package
+	@test -x $(CURDIR)/.tools/py-spy/bin/py-spy || python3 -m pip install --quiet \
+	    --disable-pip-version-check --target $(CURDIR)/.tools/py-spy py-spy==$(PY_SPY_VERSION)
+	PY_SPY=$(CURDIR)/.tools/py-spy/bin/py-spy $(BIN)/python -m bench.profile
 
 fuzz: install ## schemathesis against a live API for longer than make test does (FUZZ_EXAMPLES, default 1000)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/api/test_fuzz.py
