@@ -29,15 +29,27 @@ PY_SPY = os.environ.get("PY_SPY", "py-spy")
 
 
 def package_of(frame: str) -> str:
-    """`function (path/to/file.py:12)` -> the top-level package (or module) of that file."""
-    path = frame.rsplit("(", 1)[-1].split(":", 1)[0]
-    if "site-packages/" in path:
-        return path.split("site-packages/", 1)[1].split("/", 1)[0].removesuffix(".py")
-    if "/src/" in path:
-        return path.split("/src/", 1)[1].split("/", 1)[0]
-    if "/lib/python" in path or path.startswith("<"):
-        return "python stdlib"
-    return path
+    """`function (package/module.py:12)`, as py-spy names a frame -> its top-level package."""
+    path = frame.rsplit(" (", 1)[-1].split(":", 1)[0]
+    return path.split("/", 1)[0].removesuffix(".py") or "(native)"
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(entry.name))
+    return children
+
+
+def _is_worker(pid: int) -> bool:
+    """A serving process, not multiprocessing's resource tracker."""
+    return b"--multiprocessing-fork" in Path(f"/proc/{pid}/cmdline").read_bytes()
 
 
 def main() -> None:
@@ -76,13 +88,7 @@ def main() -> None:
         run_wrk(item, lua, headers, 3)  # warm
         load = threading.Thread(target=run_wrk, args=(item, lua, headers, SECONDS + 4))
         load.start()
-        worker = next(
-            int(entry.name)
-            for entry in Path("/proc").iterdir()
-            if entry.name.isdigit()
-            and (entry / "stat").exists()
-            and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == api.process.pid
-        )
+        worker = next(pid for pid in _children(api.process.pid) if _is_worker(pid))
         raw = HERE / "results" / "profile.txt"
         sampling = ["-d", str(SECONDS), "-r", "250", "-f", "raw", "--nonblocking"]
         subprocess.run(
@@ -113,14 +119,14 @@ def report(raw: Path) -> None:
         packages[package_of(frames[-1])] += samples
         for frame in reversed(frames):
             if package_of(frame) in ("todo_api", "todo_common"):
-                ours[frame.split(" (", 1)[0] + " " + frame.rsplit("/", 1)[-1]] += samples
+                ours[frame] += samples
                 break
     print(f"self time by package ({total} samples of one worker):")
     for package, samples in packages.most_common(15):
         print(f"  {package:<28} {100 * samples / total:5.1f}%")
-    print("innermost frame of our own code on the stack:")
-    for frame, samples in ours.most_common(12):
-        print(f"  {frame:<60} {100 * samples / total:5.1f}%")
+    print("innermost frame of our own code on the stack (time in it and what it calls):")
+    for frame, samples in ours.most_common(15):
+        print(f"  {frame:<70} {100 * samples / total:5.1f}%")
 
 
 if __name__ == "__main__":
