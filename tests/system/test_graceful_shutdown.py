@@ -193,7 +193,15 @@ def test_sigterm_under_load_drains_accepted_requests_and_refuses_new_ones(api: A
     wrong = {rid: (o.kind, o.status) for rid, o in answered.items() if o.status != EXPECTED[o.kind]}
     assert not wrong
     # ...every request the server handled reached its client whole...
-    assert logged == set(answered), sorted(logged ^ set(answered))[:10]
+    assert set(answered) <= logged, sorted(set(answered) - logged)[:10]
+    # ...except in hypercorn's idle-connection race: a keep-alive connection it closes as the
+    # drain begins, just as the client's next request arrives on it. The app may see (and log)
+    # that request, 499 or not, but the client only sees its connection go: at most one such
+    # request per client, its last, failed after the SIGTERM.
+    by_id = {o.request_id: o for o in load.outcomes}
+    raced = logged - set(answered)
+    assert all(by_id[rid].status is None and by_id[rid].ended >= sigterm_at for rid in raced)
+    assert len({rid.rsplit("-", 1)[0] for rid in raced}) == len(raced), sorted(raced)
     # ...and the rest failed only at or after the SIGTERM, unseen by the server.
     failed = [o for o in outcomes if o.status is None]
     assert all(o.ended >= sigterm_at for o in failed), failed

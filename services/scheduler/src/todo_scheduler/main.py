@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     HEARTBEAT.excuse = lambda: broker_unreachable(settings)  # sending waits for the broker
     app = create_celery(settings, main="todo-scheduler")
     app.conf.beat_schedule = beat_schedule(settings)
+    # Built now, before /healthz answers: beat imports it lazily as it starts, and a SIGTERM that
+    # lands inside that import makes beat's handler fail on the half-imported module (exit 1).
+    _ = app.amqp
     serve_metrics("scheduler", settings, DEFAULT_METRICS_PORT, HEARTBEAT)
     beat = app.Beat(
         scheduler=ObservedScheduler,
