@@ -130,8 +130,7 @@ async def test_a_client_leaving_mid_statement_is_499_and_leaves_the_pool_sound(
             for _ in range(4):
                 answer = await client.get(f"/api/v1.0/todos/{todo}", headers=auth)
                 assert answer.status_code == 200, answer.text
-        pool = database(app)._engine.pool  # type: ignore[union-attr]
-        assert pool.checkedout() == 0
+        assert database(app).connections_in_use == 0
         states = await _backends(url)
         assert all(state == "idle" for state, _ in states), states
     after = {s: _count(s, route) - before[s] for s in before}

@@ -139,6 +139,9 @@ class PgStore:
     def __init__(self, connection: asyncpg.Connection) -> None:
         self._connection = connection
 
+    async def ping(self) -> None:
+        await self._connection.execute("SELECT 1")
+
     async def get_login(self, *, username: str) -> Login | None:
         if len(username) > USERNAME_MAX:
             return None  # no such user; and no index scan for a megabyte of name

@@ -10,12 +10,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from quart import Quart
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from todo_api.leases import ConnectionLeases
 from todo_api.pg_store import PgStore
 from todo_api.store import SqliteStore, Store
-from todo_common.db import as_unavailable, create_engine, create_sessionmaker, disconnected
+from todo_common.db import as_unavailable, create_engine, create_sessionmaker
 from todo_common.settings import Settings
 
 _SETTINGS = "todo.settings"
@@ -44,6 +44,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._autocommit: AsyncEngine | None = None
+        self._leases: ConnectionLeases | None = None
 
     def init_app(self, app: Quart) -> None:
         app.extensions[_DATABASE] = self
@@ -57,36 +58,39 @@ class Database:
         self._sessions = create_sessionmaker(self._engine)
         # Reads run in autocommit: no BEGIN/ROLLBACK around a single SELECT, one round trip.
         self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        if not self.settings.is_sqlite:
+            self._leases = ConnectionLeases(
+                self._engine, size=self.settings.db_pool_size, timeout=self.settings.db_timeout
+            )
 
     async def close(self) -> None:
+        if self._leases is not None:
+            await self._leases.give_back_idle()
         if self._engine is not None:
             await self._engine.dispose()
 
+    @property
+    def connections_in_use(self) -> int:
+        """Connections lent to store calls right now (PostgreSQL), or checked out (SQLite)."""
+        if self._leases is not None:
+            return self._leases.in_use
+        return self._engine.sync_engine.pool.checkedout() if self._engine is not None else 0  # type: ignore[attr-defined]
+
     @contextlib.asynccontextmanager
     async def store(self) -> AsyncIterator[Store]:
-        """The todo store on one pooled connection: on PostgreSQL its raw asyncpg connection
-        (`todo_api.pg_store`), on SQLite SQLAlchemy (`todo_api.store.SqliteStore`). Hold only
-        store calls in the block: an OSError inside it is taken to be the database's."""
+        """The todo store on one connection: on PostgreSQL a leased raw asyncpg connection
+        (`todo_api.leases`, `todo_api.pg_store`), on SQLite a pooled SQLAlchemy one
+        (`todo_api.store.SqliteStore`). Hold only store calls in the block: an OSError inside
+        it is taken to be the database's."""
         if self._engine is None:
             raise RuntimeError("the database is opened when the app starts serving")
         try:
-            async with self._engine.connect() as connection:
-                if self.settings.is_sqlite:
-                    yield SqliteStore(connection)
-                    return
-                raw = (await connection.get_raw_connection()).driver_connection
-                assert raw is not None  # checked out: the pool hands out live connections
-                try:
+            if self._leases is not None:
+                async with self._leases.lease() as raw:
                     yield PgStore(raw)
-                except Exception as error:
-                    # Outside SQLAlchemy, so its disconnect handling never sees this error: a
-                    # broken connection must not go back to the pool as a healthy one.
-                    lost = disconnected(error, raw)
-                    if lost is None:
-                        raise
-                    raw.terminate()
-                    await connection.invalidate(error)
-                    raise lost from error
+                return
+            async with self._engine.connect() as connection:
+                yield SqliteStore(connection)
         except Exception as error:
             unavailable = as_unavailable(error)
             if unavailable is None:
@@ -98,6 +102,8 @@ class Database:
         """An ORM session; begin a transaction on it, or use `transaction()`."""
         if self._sessions is None:
             raise RuntimeError("the database is opened when the app starts serving")
+        if self._leases is not None:
+            await self._leases.give_back_idle()  # they hold the pool's connections
         try:
             async with self._sessions() as session:
                 yield session
@@ -113,6 +119,8 @@ class Database:
         statement (the hot path)."""
         if self._autocommit is None:
             raise RuntimeError("the database is opened when the app starts serving")
+        if self._leases is not None:
+            await self._leases.give_back_idle()
         try:
             async with self._autocommit.connect() as connection:
                 yield connection
@@ -130,8 +138,8 @@ class Database:
             yield session
 
     async def ping(self) -> None:
-        async with self.connection() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with self.store() as store:
+            await store.ping()
 
 
 def database(app: Quart) -> Database:

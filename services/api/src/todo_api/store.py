@@ -60,6 +60,10 @@ class Window:
 class Store(Protocol):
     """The store calls of one request, bound to one pooled connection."""
 
+    async def ping(self) -> None:
+        """One round trip: the database answers (readiness)."""
+        ...
+
     async def get_login(self, *, username: str) -> Login | None:
         """The user's id, stored hash and password version (what a password check needs)."""
         ...
@@ -132,6 +136,9 @@ class SqliteStore:
 
     def __init__(self, connection: AsyncConnection) -> None:
         self._connection = connection
+
+    async def ping(self) -> None:
+        await self._connection.execute(select(literal(1)))
 
     async def get_login(self, *, username: str) -> Login | None:
         return await get_login(self._connection, username=username)
