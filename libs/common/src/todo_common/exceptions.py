@@ -5,7 +5,7 @@ TodoError                      anything of ours that a caller may handle
 ├── DependencyError            a service we rely on cannot serve now (retry later)
 │   ├── DatabaseUnavailable    the database is unreachable, restarting, full or too slow (503)
 │   ├── RedisUnavailable       Redis is down or unreachable: the features on it fail open
-│   └── RedisBusy              Redis is up but no connection came free in time: the rate
+│   └── RedisBusy              Redis is up but this process had no room for a command: the rate
 │                              limiter fails closed (503) rather than let a flood switch it off
 ├── TodoNotFound               no such todo for this owner (404)
 ├── VersionConflict            the todo exists but its version is not the one expected (412)
@@ -16,9 +16,10 @@ TodoError                      anything of ours that a caller may handle
 └── APIError                   an HTTP answer to give now: status, message, headers
 ```
 
-Low-level errors (asyncpg, SQLAlchemy, aiosqlite, redis-py, OSError) are translated once, where
-they leave the layer that owns the connection (`todo_common.db.translate_database_errors`, the
-API's Redis client), so code above that layer sees only this tree.
+Low-level errors (asyncpg, SQLAlchemy, aiosqlite, Redis error replies, OSError) are translated
+once, where they leave the layer that owns the connection
+(`todo_common.db.translate_database_errors`, the API's Redis client), so code above that layer
+sees only this tree.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class RedisUnavailable(DependencyError):
 
 
 class RedisBusy(DependencyError):
-    """Redis is reachable, but no connection to it came free in time (we are overloaded)."""
+    """Redis is reachable, but this process had no room for one more command in time (we are
+    overloaded)."""
 
 
 class TodoNotFound(TodoError):

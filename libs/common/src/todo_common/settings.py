@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./todo.sqlite3"
     redis_url: str | None = None
     redis_key_prefix: str = "todo:"
-    redis_pool_size: int = Field(default=32, ge=1, le=10_000)  # connections per API process
+    redis_pool_size: int = Field(default=32, ge=1, le=10_000)  # commands in flight per API process
     redis_timeout: float = Field(default=1.0, gt=0)  # how long a Redis reply may take
     broker_url: str | None = None
     secret_key: str = DEV_SECRET_KEY

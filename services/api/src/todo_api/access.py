@@ -29,7 +29,7 @@ admission carries the windows' X-RateLimit-* headers for whatever answer follows
 Failure policy, per step: when Redis is down, /api serves without limits (fail open: counted in
 `todo_redis_failures_total`, logged at most every 10 s, Redis skipped for a second), while the
 token route answers 503 rather than let password guessing run unlimited. When Redis is up but
-this process has no connection free for it in time (`RedisBusy`), both answer 503 with
+this process has no room for its command in time (`RedisBusy`), both answer 503 with
 Retry-After: a flood must never switch the limiter off. Each window's X-RateLimit-* headers are
 added to the response, whatever its status.
 """

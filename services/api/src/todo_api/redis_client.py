@@ -1,47 +1,40 @@
-"""The API's Redis client: one bounded pool per process, and Redis errors translated once.
+"""The API's Redis client: one pipelined connection per process (`todo_api.resp`), a bound on
+the commands in flight, and Redis errors translated once.
 
-The pool holds at most TODO_REDIS_POOL_SIZE connections; a request that finds them all busy waits
-for one (up to `_POOL_WAIT_SECONDS`) instead of failing at once, as redis-py's default pool does
-("Too many connections"). Every error leaves this module as one of two exceptions of
-`todo_common.exceptions`, because the features above treat them differently:
+At most TODO_REDIS_POOL_SIZE commands are in flight per process; a request that finds that many
+waits for room (up to `_IN_FLIGHT_WAIT_SECONDS`) instead of failing at once. Every error leaves
+this module as one of two exceptions of `todo_common.exceptions`, because the features above treat
+them differently:
 
-- `RedisUnavailable`: Redis is down, unreachable or does not answer (refused, reset, timed out
-  on an open connection). Features fail open on it.
-- `RedisBusy`: Redis answers, but no pooled connection came free in time: the process is
-  overloaded, not Redis. The rate limiter fails closed on it, so a flood cannot turn it off.
-  While Redis is known to be failing (`recently_down`), a full pool means requests are stuck on
-  the outage, and it counts as unavailable instead.
+- `RedisUnavailable`: Redis is down, unreachable or does not answer (refused, reset, no reply in
+  TODO_REDIS_TIMEOUT), or answered with an error. Features fail open on it.
+- `RedisBusy`: Redis answers, but this process had no room for one more command in time: the
+  process is overloaded, not Redis. The rate limiter fails closed on it, so a flood cannot turn
+  it off. While Redis is known to be failing (`recently_down`), a full pipeline means requests
+  are stuck on the outage, and it counts as unavailable instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
 from quart import Quart
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError, RedisError
 
+from todo_api.resp import ReplyError, RespClient
 from todo_common.exceptions import RedisBusy, RedisUnavailable
 from todo_common.settings import Settings
 
 # How long an answer counts as evidence that Redis is failing (see `RedisBusy`).
 _DOWN_EVIDENCE_SECONDS = 5.0
-# A request waits this long for a pooled connection: a flood queues here, in order, and only a
+# A request waits this long for room in the pipeline: a flood queues here, in order, and only a
 # wait this long says we are overloaded.
-_POOL_WAIT_SECONDS = 3.0
+_IN_FLIGHT_WAIT_SECONDS = 3.0
 # Connecting to a Redis that is up takes well under a millisecond; refusing is instant.
 _CONNECT_TIMEOUT_SECONDS = 0.5
-
-# One retry covers a pooled connection the server closed (a reset); a timeout is never retried,
-# which would multiply the wait on a Redis that hangs.
-_RETRY = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
 
 _REDIS = "todo.redis"
 
@@ -50,8 +43,9 @@ class RedisClient:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.prefix = settings.redis_key_prefix
-        self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, AsyncScript] = {}
+        self._client: RespClient | None = None
+        self._in_flight = asyncio.Semaphore(settings.redis_pool_size)
+        self._shas: dict[str, str] = {}
         self._failed_at = -_DOWN_EVIDENCE_SECONDS
 
     def init_app(self, app: Quart) -> None:
@@ -61,20 +55,15 @@ class RedisClient:
 
     async def open(self) -> None:
         assert self.settings.redis_url
-        pool = aioredis.BlockingConnectionPool.from_url(
+        self._client = RespClient(
             self.settings.redis_url,
-            max_connections=self.settings.redis_pool_size,
-            timeout=_POOL_WAIT_SECONDS,
-            socket_timeout=self.settings.redis_timeout,
-            socket_connect_timeout=_CONNECT_TIMEOUT_SECONDS,
-            health_check_interval=30,
-            retry=_RETRY,
+            connect_timeout=_CONNECT_TIMEOUT_SECONDS,
+            reply_timeout=self.settings.redis_timeout,
         )
-        self._client = aioredis.Redis(connection_pool=pool, retry=_RETRY)
 
     async def close(self) -> None:
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
 
     def key(self, *parts: str | int) -> str:
         return self.prefix + ":".join(str(part) for part in parts)
@@ -84,31 +73,49 @@ class RedisClient:
         return time.monotonic() - self._failed_at < _DOWN_EVIDENCE_SECONDS
 
     async def run_script(self, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script (by its SHA, loaded on first use); Redis errors come out translated."""
+        """Run a Lua script (by its SHA; sent whole when Redis does not know it); Redis errors
+        come out translated."""
         if self._client is None:
             raise RedisUnavailable("the Redis client is not open")
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self._client.register_script(source)
+        sha = self._shas.get(source)
+        if sha is None:
+            sha = self._shas[source] = hashlib.sha1(
+                source.encode(), usedforsecurity=False
+            ).hexdigest()
+        await self._room()
         try:
-            return await script(keys=list(keys), args=list(args))
-        except MaxConnectionsError as error:
-            raise self._busy(error) from error
-        except RedisConnectionError as error:
-            if isinstance(error.__cause__, asyncio.TimeoutError):  # the pool's wait ran out
-                raise self._busy(error) from error
+            try:
+                return await self._client.execute("EVALSHA", sha, len(keys), *keys, *args)
+            except ReplyError as error:
+                if not str(error).startswith("NOSCRIPT"):
+                    raise
+                return await self._client.execute("EVAL", source, len(keys), *keys, *args)
+        except (ReplyError, OSError) as error:  # ConnectionError and TimeoutError are OSErrors
             raise self._down(error) from error
-        except (RedisError, OSError) as error:
-            raise self._down(error) from error
+        finally:
+            self._in_flight.release()
+
+    async def _room(self) -> None:
+        if not self._in_flight.locked():
+            await self._in_flight.acquire()  # room: returns at once
+            return
+        try:
+            async with asyncio.timeout(_IN_FLIGHT_WAIT_SECONDS):
+                await self._in_flight.acquire()
+        except TimeoutError:
+            raise self._busy() from None
 
     def _down(self, error: Exception) -> RedisUnavailable:
         self._failed_at = time.monotonic()
         return RedisUnavailable(str(error) or type(error).__name__)
 
-    def _busy(self, error: Exception) -> RedisUnavailable | RedisBusy:
+    def _busy(self) -> RedisUnavailable | RedisBusy:
         if self.recently_down:
-            return RedisUnavailable(f"no connection came free while Redis fails: {error}")
-        return RedisBusy(f"no Redis connection came free in {_POOL_WAIT_SECONDS}s")
+            return RedisUnavailable("no room for a Redis command while Redis fails")
+        return RedisBusy(
+            f"{self.settings.redis_pool_size} Redis commands stayed in flight for"
+            f" {_IN_FLIGHT_WAIT_SECONDS:g}s"
+        )
 
 
 def redis_of(app: Quart) -> RedisClient | None:

@@ -1,0 +1,187 @@
+"""The pipelined Redis client (`todo_api.resp`) and its boundary (`todo_api.redis_client`) against
+real redis-server processes: replies reach their own callers under 60 commands at once, error
+replies, a hung server (a timeout fails what is in flight at once, then it reconnects), a
+restart, a caller that gives up, AUTH and SELECT from the URL, NOSCRIPT, and a full pipeline
+answered as busy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.instances import RedisServer
+from tests.support.servers import free_port
+from todo_api.redis_client import RedisClient
+from todo_api.resp import ReplyError, RespClient
+from todo_common.exceptions import RedisBusy, RedisUnavailable
+from todo_common.settings import Settings
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    instance = RedisServer(free_port(), tmp_path)
+    instance.start()
+    yield instance
+    if instance.process is not None and instance.process.poll() is None:
+        instance.resume()  # a test may have left it paused
+    instance.stop()
+
+
+def client(url: str, reply_timeout: float = 1.0) -> RespClient:
+    return RespClient(url, connect_timeout=0.5, reply_timeout=reply_timeout)
+
+
+async def test_sixty_commands_at_once_each_get_their_own_reply(server: RedisServer) -> None:
+    resp = client(server.url)
+    try:
+        payloads = [f"{n}:".encode() + bytes([n % 256]) * (n * 3000) for n in range(60)]
+        echoed = await asyncio.gather(*(resp.execute("ECHO", p) for p in payloads))
+        counted = await asyncio.gather(*(resp.execute("INCR", "counter") for _ in range(60)))
+        assert await resp.execute("PING") == b"PONG"
+        assert await resp.execute("GET", "missing") is None
+        assert await resp.execute("RPUSH", "list", "a", "b") == 2
+        assert await resp.execute("LRANGE", "list", 0, -1) == [b"a", b"b"]
+    finally:
+        await resp.close()
+    assert echoed == payloads  # large replies arrive in pieces; each is still its caller's
+    assert sorted(counted) == list(range(1, 61))
+
+
+async def test_an_error_reply_is_raised_and_the_connection_goes_on(server: RedisServer) -> None:
+    resp = client(server.url)
+    try:
+        await resp.execute("SET", "text", "x")
+        with pytest.raises(ReplyError, match="WRONGTYPE"):
+            await resp.execute("LPUSH", "text", "y")
+        assert await resp.execute("GET", "text") == b"x"
+    finally:
+        await resp.close()
+
+
+async def test_a_hung_server_fails_what_is_in_flight_at_once_then_reconnects(
+    server: RedisServer,
+) -> None:
+    resp = client(server.url, reply_timeout=0.5)
+    try:
+        await resp.execute("PING")
+        server.pause()
+        started = time.monotonic()
+        results = await asyncio.gather(
+            *(resp.execute("INCR", "n") for _ in range(10)), return_exceptions=True
+        )
+        waited = time.monotonic() - started
+        server.resume()
+        assert await resp.execute("PING") == b"PONG"
+    finally:
+        await resp.close()
+    assert all(isinstance(result, OSError) for result in results), results
+    assert waited < 1.5  # one timeout for all ten, not one each
+
+
+async def test_a_restarted_server_is_reconnected_to(server: RedisServer) -> None:
+    resp = client(server.url)
+    try:
+        assert await resp.execute("INCR", "n") == 1
+        server.stop()
+        with pytest.raises(OSError):
+            await resp.execute("PING")  # refused
+        server.start()
+        assert await resp.execute("INCR", "n") == 1  # a new server, a new connection
+    finally:
+        await resp.close()
+
+
+async def test_a_caller_that_gives_up_leaves_the_replies_in_order(server: RedisServer) -> None:
+    resp = client(server.url)
+    try:
+        slow = asyncio.create_task(resp.execute("BLPOP", "never", 1))
+        await asyncio.sleep(0.1)
+        after = asyncio.create_task(resp.execute("ECHO", "mine"))
+        await asyncio.sleep(0.1)
+        slow.cancel()
+        assert await after == b"mine"  # not BLPOP's nil
+        assert await resp.execute("ECHO", "next") == b"next"
+    finally:
+        await resp.close()
+
+
+async def test_the_url_password_and_database_are_used(server: RedisServer) -> None:
+    admin = redis.Redis(port=server.port)
+    admin.config_set("requirepass", "s3cret")
+    admin = redis.Redis(port=server.port, password="s3cret", db=3)
+    resp = client(f"redis://:s3cret@127.0.0.1:{server.port}/3")
+    wrong = client(f"redis://:wrong@127.0.0.1:{server.port}/3")
+    try:
+        await resp.execute("SET", "where", "db3")
+        with pytest.raises(ReplyError, match=r"WRONGPASS|invalid"):
+            await wrong.execute("PING")
+    finally:
+        await resp.close()
+        await wrong.close()
+    assert admin.get("where") == b"db3"
+
+
+async def test_a_refused_connection_is_an_os_error_at_once() -> None:
+    resp = client(f"redis://127.0.0.1:{free_port()}/0")
+    started = time.monotonic()
+    with pytest.raises(OSError):
+        await resp.execute("PING")
+    assert time.monotonic() - started < 0.5
+
+
+SCRIPT = "return redis.call('INCR', KEYS[1])"
+
+
+def redis_client(url: str, **settings: object) -> RedisClient:
+    return RedisClient(Settings(redis_url=url, redis_key_prefix="t:", **settings))  # type: ignore[arg-type]
+
+
+async def test_a_script_redis_forgot_is_sent_again(server: RedisServer) -> None:
+    client = redis_client(server.url)
+    await client.open()
+    try:
+        assert await client.run_script(SCRIPT, keys=["k"], args=[]) == 1
+        redis.Redis(port=server.port).script_flush()
+        assert await client.run_script(SCRIPT, keys=["k"], args=[]) == 2
+    finally:
+        await client.close()
+
+
+async def test_errors_leave_the_boundary_translated(server: RedisServer) -> None:
+    client = redis_client(server.url, redis_timeout=0.3)
+    await client.open()
+    try:
+        with pytest.raises(RedisUnavailable, match="ERR"):
+            await client.run_script("return redis.call('NOPE')", keys=[], args=[])
+        server.pause()
+        with pytest.raises(RedisUnavailable, match="did not answer"):
+            await client.run_script(SCRIPT, keys=["k"], args=[])
+        server.resume()
+        server.stop()
+        with pytest.raises(RedisUnavailable):
+            await client.run_script(SCRIPT, keys=["k"], args=[])
+    finally:
+        await client.close()
+
+
+async def test_a_full_pipeline_is_busy_not_down(server: RedisServer) -> None:
+    client = redis_client(server.url, redis_pool_size=2, redis_timeout=10)
+    await client.open()
+    try:
+        await client.run_script(SCRIPT, keys=["k"], args=[])
+        server.pause()  # answers nothing, but nothing has failed yet
+        stuck = [asyncio.create_task(client.run_script(SCRIPT, keys=["k"], args=[])) for _ in "ab"]
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        with pytest.raises(RedisBusy):
+            await client.run_script(SCRIPT, keys=["k"], args=[])
+        assert 2.5 < time.monotonic() - started < 5
+        server.resume()
+        assert [await task for task in stuck] == [2, 3]
+    finally:
+        await client.close()
