@@ -48,8 +48,9 @@ WARMUP = int(os.environ.get("BENCH_WARMUP", "3"))
 DEEP = int(os.environ.get("BENCH_DEEP", "100000"))
 POSTGRES = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/0")
-# Enough that no PUT round (10 s, a few thousand requests) touches a todo twice.
-WRITER_TODOS = 20_000
+# Enough that no PUT round touches a todo twice: each wrk thread has WRITER_TODOS / THREADS, and
+# a 10 s round at 5000 req/s sends 25000 per thread.
+WRITER_TODOS = 100_000
 # POST spread over this many users (each wrk thread takes its share), next to POST by one user: the
 # user's row in todo_counts, updated by every create, is a hot spot only the second one shows.
 POSTERS = 32

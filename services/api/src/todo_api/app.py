@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from quart import Quart
 from quart_schema import QuartSchema
 
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         app.register_blueprint(tokens.blueprint)
 
     app.before_serving(_warm_up)
+    app.before_serving(_freeze_startup_objects)  # last: after every resource is open
     app.asgi_app = FastTodoReads(  # type: ignore[method-assign]
         app.asgi_app, gate=gate, database=database, hits=hits, replies=replies
     )
@@ -92,3 +95,11 @@ def create_app(settings: Settings | None = None) -> Quart:
 
 async def _warm_up() -> None:
     warm_up()
+
+
+async def _freeze_startup_objects() -> None:
+    """What starting made (modules, the app, the ORM's and the schemas' tables) lives as long as
+    the process; moved out of the collector's sight, a full collection walks only what requests
+    made. Measured on GET item: p99 from 3.5x the bare ceiling's to about the same."""
+    gc.collect()
+    gc.freeze()
