@@ -18,6 +18,7 @@ from tests.support.inprocess import fast_layer, insert_todo, served
 from tests.support.servers import add_user
 from todo_api.app import create_app
 from todo_api.conditional import todo_tag
+from todo_api.hot import FastTodoReads
 from todo_api.resources import database
 from todo_common.security import issue_token
 from todo_common.settings import Settings
@@ -74,6 +75,44 @@ async def test_http10_without_host_answers_as_quart_does(
         quart = _strip(await _raw(quart_url, request))
     # The fast route names the server's address, Quart an empty host ("http:///api/...").
     assert fast[2].replace(fast_url.encode(), b"X") == quart[2].replace(quart_url.encode(), b"X")
+
+
+@pytest.mark.parametrize("path", [b"/api/v1.0/todos/", b"/api/v1.0/todos"])
+async def test_a_list_query_that_is_not_utf8_answers_as_quart_does(
+    path: bytes, postgres: str, databases: DatabaseFactory
+) -> None:
+    url, fast_app, quart_app, user, token = await _setup(databases)
+    await insert_todo(url, user)
+    request = (
+        b"GET " + path + b"?page=\xff\xfe&per_page=1 HTTP/1.1\r\nHost: todo.test\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\nX-Request-ID: same\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    async with served(fast_app) as fast_url, served(quart_app) as quart_url:
+        fast = _strip(await _raw(fast_url, request))
+        quart = _strip(await _raw(quart_url, request))
+    assert fast == quart
+    assert fast[0].startswith(b"HTTP/1.1 400")  # h11 refuses a target that is not ASCII
+
+
+async def test_a_list_query_that_is_not_utf8_goes_on_to_quart() -> None:
+    """Behind a server that lets it through, Quart answers it, whatever its answer is."""
+    passed_on = []
+
+    async def quart(scope: Any, receive: Any, send: Any) -> None:
+        passed_on.append(scope["query_string"])
+
+    layer = FastTodoReads(quart, gate=None, database=None, settings=None, hits=None, replies=None)  # type: ignore[arg-type]
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/v1.0/todos/",
+        "query_string": b"page=\xff",
+        "headers": [],
+        "root_path": "",
+    }
+    await layer(scope, None, None)  # type: ignore[arg-type]
+    assert passed_on == [b"page=\xff"]
 
 
 def _count(status: str, route: str) -> float:

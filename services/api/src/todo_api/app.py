@@ -76,7 +76,12 @@ def create_app(settings: Settings | None = None) -> Quart:
     app.before_serving(_warm_up)
     app.before_serving(_freeze_startup_objects)  # last: after every resource is open
     app.asgi_app = FastTodoReads(  # type: ignore[method-assign]
-        app.asgi_app, gate=gate, database=database, hits=hits, replies=replies
+        app.asgi_app,
+        gate=gate,
+        database=database,
+        settings=settings,
+        hits=hits,
+        replies=replies,
     )
     # A request that may be smuggled is refused before the app (or the fast route) sees it.
     app.asgi_app = framing.RefuseAmbiguousFraming(app.asgi_app)  # type: ignore[method-assign]

@@ -10,7 +10,6 @@ from quart_schema import document_querystring, document_request, document_respon
 from todo_api.access import current_principal, require_user
 from todo_api.bodies import BODY_ERRORS, read_body
 from todo_api.conditional import (
-    conditional_get,
     if_match_versions,
     if_none_match_blocks,
     json_response,
@@ -19,9 +18,9 @@ from todo_api.conditional import (
 )
 from todo_api.hits import hit_counter
 from todo_api.item import read_todo_item
+from todo_api.listing import read_todo_page
 from todo_api.observability import request_id_in
 from todo_api.openapi import GATE_ERRORS, blueprint_responds_with, responds_with
-from todo_api.pagination import page_meta, requested_page
 from todo_api.replies import as_response
 from todo_api.representation import todo_url_prefix
 from todo_api.resources import database, settings_of
@@ -59,20 +58,17 @@ def todo_store() -> AbstractAsyncContextManager[Store]:
 @document_response(TodoPage)
 @responds_with(304, 400, 412)
 async def list_todos() -> Response:
-    caller = current_principal()
-    owner, password_version = caller.user_id, caller.password_version
-    page = requested_page(settings_of(current_app))
-    async with todo_store() as store:
-        total = None
-        if page.needs_total_first:
-            total = await store.count_todos(owner_id=owner, password_version=password_version)
-        total, ids = await store.list_todo_ids(
-            owner_id=owner, password_version=password_version, window=page.window(total)
-        )
-    meta, headers = page_meta("todos.list_todos", page, total, ids)
-    return conditional_get(
-        TodoPage(urls=[todo_url(todo_id) for todo_id in ids], meta=meta), headers=headers
+    # The fast route (todo_api.hot) answers most of these; both call read_todo_page.
+    reply = await read_todo_page(
+        database(current_app),
+        principal=current_principal(),
+        settings=settings_of(current_app),
+        query=request.args,
+        url_prefix=url_prefix(),
+        if_match=request.headers.get("If-Match"),
+        if_none_match=request.headers.get("If-None-Match"),
     )
+    return as_response(reply)
 
 
 @blueprint.post("/")
