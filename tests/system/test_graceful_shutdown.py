@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,7 @@ import pytest
 from tests.support.databases import DatabaseFactory
 from tests.support.servers import ApiServer, connection_refused, fetch, start_api, wait_until
 from tests.support.stack import Stack, new_todo, view
+from todo_api.main import SHUTTING_DOWN_MESSAGE, Draining
 from todo_common.celery_app import FLUSH_HIT_COUNTS
 
 GRACEFUL_TIMEOUT = 8.0
@@ -47,6 +49,7 @@ class Outcome:
     error: str | None = None  # the transport error, if any
     refused: bool = False
     closes: bool = False  # the response said `Connection: close`
+    turned_away: bool = False  # 503: it came on a connection the drain is closing
 
 
 class Load:
@@ -76,8 +79,16 @@ class Load:
             self.record(Outcome(request_id, kind, time.monotonic(), error=repr(error)))
             return time.monotonic() < self.deadline
         closes = response.headers.get("Connection", "").lower() == "close"
+        turned_away = response.status_code == 503 and SHUTTING_DOWN_MESSAGE in response.text
         self.record(
-            Outcome(request_id, kind, time.monotonic(), status=response.status_code, closes=closes)
+            Outcome(
+                request_id,
+                kind,
+                time.monotonic(),
+                status=response.status_code,
+                closes=closes,
+                turned_away=turned_away,
+            )
         )
         return time.monotonic() < self.deadline
 
@@ -183,7 +194,11 @@ def test_sigterm_under_load_drains_accepted_requests_and_refuses_new_ones(api: A
     assert exit_code == 0, api.log()[-3000:]
     assert took < GRACEFUL_TIMEOUT, f"shutdown took {took:.1f}s"
     outcomes = load.outcomes
-    answered = {o.request_id: o for o in outcomes if o.status is not None}
+    # A request on a keep-alive connection that was idle when the drain began is turned away
+    # unserved (503, Connection: close), if its answer reaches the client at all.
+    turned_away = [o for o in outcomes if o.turned_away]
+    assert all(o.closes and o.ended >= sigterm_at for o in turned_away), turned_away
+    answered = {o.request_id: o for o in outcomes if o.status is not None and not o.turned_away}
     logged = {
         str(record["request_id"])
         for record in api.records()
@@ -195,22 +210,23 @@ def test_sigterm_under_load_drains_accepted_requests_and_refuses_new_ones(api: A
     # ...every request the server handled reached its client whole...
     assert set(answered) <= logged, sorted(set(answered) - logged)[:10]
     # ...except in hypercorn's idle-connection race: a keep-alive connection it closes as the
-    # drain begins, just as the client's next request arrives on it. The app may see (and log)
-    # that request, 499 or not, but the client only sees its connection go: at most one such
-    # request per client, its last, failed after the SIGTERM.
+    # drain begins, just as the client's next request arrives on it. Such a request is turned
+    # away before the app (and logged by none), but should one still be logged, the client only
+    # saw its connection go: at most one such request per client, its last, after the SIGTERM.
     by_id = {o.request_id: o for o in load.outcomes}
     raced = logged - set(answered)
     assert all(by_id[rid].status is None and by_id[rid].ended >= sigterm_at for rid in raced)
     assert len({rid.rsplit("-", 1)[0] for rid in raced}) == len(raced), sorted(raced)
     # ...and the rest failed only at or after the SIGTERM, unseen by the server.
-    failed = [o for o in outcomes if o.status is None]
+    failed = [o for o in outcomes if o.status is None or o.turned_away]
     assert all(o.ended >= sigterm_at for o in failed), failed
     # Each client ended on a refused connection, at most one idle-connection race before it.
     for prefix in [f"gs-{n}-" for n in range(STEADY_CLIENTS)] + [
         f"gs-slow-{n}-" for n in range(SLOW_CLIENTS)
     ]:
         mine = [o for o in outcomes if o.request_id.startswith(prefix)]
-        assert mine[-1].refused and sum(not o.refused for o in mine if o.status is None) <= 1
+        unanswered = [o for o in mine if (o.status is None and not o.refused) or o.turned_away]
+        assert mine[-1].refused and len(unanswered) <= 1
     slow = [o for o in outcomes if o.request_id.startswith("gs-slow-") and o.status is not None]
     assert len(slow) == SLOW_CLIENTS and all(o.ended > sigterm_at for o in slow)
     # Answers begun during the drain tell keep-alive clients not to reuse the connection.
@@ -331,3 +347,37 @@ def test_worker_sigterm_mid_flush_finishes_acks_and_exits_0(stack: Stack, pool: 
         ), successor.log()
         assert successor.metric("celery_task_received_total", name=FLUSH_HIT_COUNTS) == 1
         assert stack.hits_in_database() == 11
+
+
+async def test_a_request_on_a_connection_idle_when_the_drain_began_is_turned_away() -> None:
+    """hypercorn closes such a connection as the drain begins: a request that still arrives on it
+    gets no answer the client would see, so it must do nothing (a POST creates no todo)."""
+    reached: list[object] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["client"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def call(client: tuple[str, int]) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": TODOS, "client": client}
+        await draining(scope, None, send)  # type: ignore[arg-type]
+        return sent
+
+    draining = Draining(app, graceful_timeout=5, keep_alive_timeout=5)
+    kept_alive, new = ("10.0.0.1", 40000), ("10.0.0.2", 40001)
+    await call(kept_alive)
+    draining.start_draining()
+    turned_away = await call(kept_alive)
+    served = await call(new)  # accepted as the listener closed: its first request is served
+
+    assert reached == [kept_alive, new]
+    start = turned_away[0]
+    assert start["status"] == 503 and (b"connection", b"close") in start["headers"]
+    assert SHUTTING_DOWN_MESSAGE.encode() in turned_away[1]["body"]
+    assert served[0]["status"] == 200 and (b"connection", b"close") in served[0]["headers"]

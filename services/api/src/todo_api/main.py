@@ -90,18 +90,33 @@ LATE_REQUEST_GRACE = 0.05
 LAST_BYTES_GRACE = 0.05
 
 
+SHUTTING_DOWN_MESSAGE = "the server is shutting down; send this again on a new connection"
+
+
 class Draining:
     """ASGI wrapper for a graceful shutdown: once it has begun, responses carry `Connection:
     close`, and the app's own shutdown (closing the database and Redis) waits, up to the graceful
-    timeout, until no request is in the app."""
+    timeout, until no request is in the app.
 
-    def __init__(self, app: ASGIFramework, graceful_timeout: float) -> None:
+    A request that arrives after the drain began on a connection that already served one came
+    on a keep-alive connection that was idle when the drain began, which hypercorn is closing:
+    its answer would never reach the client. It is refused (503, `Connection: close`) without
+    reaching the app, so a client that sees its connection go knows nothing was done (a POST
+    created nothing) and may send it again. A new connection's first request is served."""
+
+    def __init__(
+        self, app: ASGIFramework, graceful_timeout: float, keep_alive_timeout: float
+    ) -> None:
         self.app = app
         self.graceful_timeout = graceful_timeout
+        self.keep_alive_timeout = keep_alive_timeout
         self.draining_since: float | None = None
         self.in_flight = 0
         self._idle = asyncio.Event()  # set whenever no request is in the app
         self._idle.set()
+        # Client address and port of each connection that had a request, and when it ended.
+        self._served: dict[object, float] = {}
+        self._prune_at = 1024
 
     @property
     def draining(self) -> bool:
@@ -126,6 +141,14 @@ class Draining:
                 message = cast("ASGISendEvent", {**message, "headers": headers})
             await send(message)
 
+        connection = scope.get("client")
+        if self.draining and self._served_before(connection):
+            from todo_api.errors import error_reply  # the app's modules load after start-up
+            from todo_api.replies import send_reply
+
+            reply = error_reply(503, SHUTTING_DOWN_MESSAGE, {"Retry-After": "0"})
+            await send_reply(reply, send_closing)
+            return
         self.in_flight += 1
         self._idle.clear()
         try:
@@ -134,6 +157,21 @@ class Draining:
             self.in_flight -= 1
             if not self.in_flight:
                 self._idle.set()
+            if connection is not None:
+                self._note_served(connection)
+
+    def _served_before(self, connection: object) -> bool:
+        ended = self._served.get(connection)
+        # Idle longer than the keep-alive timeout, hypercorn closed it: the port is another's.
+        return ended is not None and time.monotonic() - ended < self.keep_alive_timeout + 1
+
+    def _note_served(self, connection: object) -> None:
+        now = time.monotonic()
+        self._served[connection] = now
+        if len(self._served) > self._prune_at:
+            horizon = now - self.keep_alive_timeout - 1
+            self._served = {c: t for c, t in self._served.items() if t >= horizon}
+            self._prune_at = max(1024, 2 * len(self._served))
 
     def _shutting_down_last(self, receive: ASGIReceiveCallable) -> ASGIReceiveCallable:
         async def receive_after_requests() -> ASGIReceiveEvent:
@@ -158,7 +196,7 @@ def serve(config: Config, supervisor_gone: int | None = None) -> int:
     is a file descriptor that turns readable once the supervisor has died: drain then too."""
     from todo_api.asgi import app
 
-    wrapped = Draining(app, config.graceful_timeout)
+    wrapped = Draining(app, config.graceful_timeout, config.keep_alive_timeout)
 
     async def serve_until_stopped() -> None:
         from hypercorn.asyncio import serve as hypercorn_serve
