@@ -86,3 +86,38 @@ def test_secrets_are_never_echoed(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_production_accepts_a_long_secret() -> None:
     settings = Settings(env="production", secret_key="x" * 32)  # type: ignore[arg-type]
     assert settings.secret_key != DEV_SECRET_KEY
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("TODO_REDIS_URL", "notaurl", "must be a URL starting with one of redis://"),
+        ("TODO_REDIS_URL", "http://cache:6379/0", "must be a URL starting with one of redis://"),
+        ("TODO_REDIS_URL", "redis://cache:port/0", "has a port that is not a number"),
+        ("TODO_REDIS_URL", "redis:///0", "must name a host"),
+        ("TODO_BROKER_URL", "notaurl", "must be a URL starting with one of redis://"),
+        ("TODO_BROKER_URL", "amqp://guest@:99999//", "has a port that is not a number"),
+    ],
+)
+def test_a_url_that_cannot_work_is_refused_in_one_line(
+    variable: str, value: str, says: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    message = str(refused.value)
+    assert message.startswith(f"todo: invalid configuration: {variable}: {says}"), message
+    assert value not in message and "\n" not in message  # URLs may hold passwords
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://cache:6379/0", "rediss://:pw@cache/1", "unix:///run/redis.sock", "redis://[::1]:6379"],
+)
+def test_redis_urls_of_every_kind_are_accepted(url: str) -> None:
+    assert Settings(redis_url=url, broker_url=url).broker == url
+
+
+def test_broker_urls_of_celery_transports_are_accepted() -> None:
+    for url in ("amqp://guest:guest@mq:5672//", "pyamqp://mq//", "filesystem://", "memory://"):
+        assert Settings(broker_url=url).broker == url

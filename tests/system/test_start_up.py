@@ -1,5 +1,6 @@
 """`todo-worker` and `todo-scheduler` start up the same way (`todo_common.service`), run as real
-processes: a bad setting or a taken metrics port ends them with one line and a non-zero exit,
+processes: a bad setting (a Redis or broker URL that cannot work too, for `todo-api` as well) or
+a taken metrics port ends them with one line and a non-zero exit,
 and a SIGTERM before Celery is running is a clean exit.
 """
 
@@ -34,6 +35,17 @@ def test_a_bad_setting_ends_start_up_with_one_line(command: str, tmp_path: Path)
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "TODO_FLUSH_INTERVAL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["todo-api", *SERVICES])
+@pytest.mark.parametrize("variable", ["TODO_REDIS_URL", "TODO_BROKER_URL"])
+def test_a_redis_or_broker_url_that_cannot_work_ends_start_up_with_one_line(
+    command: str, variable: str, tmp_path: Path
+) -> None:
+    result = run(command, tmp_path, **{variable: "notaurl"})
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert f"{variable}: must be a URL" in result.stderr
 
 
 @pytest.mark.parametrize("command", SERVICES)

@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -114,6 +115,16 @@ class Settings(BaseSettings):
             raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
         return value
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_url(value, _REDIS_SCHEMES)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_url(value, _BROKER_SCHEMES)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.env is Environment.PRODUCTION:
@@ -140,6 +151,34 @@ class Settings(BaseSettings):
     def broker(self) -> str:
         """The Celery broker: TODO_BROKER_URL, else the Redis URL, else the local filesystem."""
         return self.broker_url or self.redis_url or "filesystem://localhost/"
+
+
+# URL schemes, and whether a URL of that scheme names a host (the others name a path).
+_REDIS_SCHEMES = {"redis": True, "rediss": True, "unix": False}
+_BROKER_SCHEMES = {
+    **_REDIS_SCHEMES,
+    "amqp": True,
+    "amqps": True,
+    "pyamqp": True,
+    "filesystem": False,
+    "memory": False,
+}
+
+
+def _checked_url(value: str, schemes: dict[str, bool]) -> str:
+    """`value` if it is a URL of one of `schemes` (with a host and a valid port where the scheme
+    needs one): a typo fails at start-up, not as a connection retried forever."""
+    listed = ", ".join(f"{scheme}://" for scheme in schemes)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"must be a URL starting with one of {listed}")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    if schemes[parts.scheme] and not parts.hostname:
+        raise ValueError(f"must name a host ({parts.scheme}://HOST:PORT/...)")
+    return value
 
 
 # Never echoed in an error: they hold secrets or credentials.
