@@ -141,6 +141,20 @@ def test_adduser_refuses_an_existing_name(sqlite_url: str) -> None:
     assert user_exists(database_url, "erin", "first")
 
 
+def test_createdb_says_what_it_did_in_one_line(databases: DatabaseFactory) -> None:
+    url = databases.create("sqlite", migrate=False)
+
+    first, again = todoctl(url, "createdb"), todoctl(url, "createdb")
+
+    assert first.returncode == again.returncode == 0
+    (said,) = (first.stdout + first.stderr).strip().splitlines()
+    head = said.removeprefix("database schema upgraded from empty to ")
+    assert head != said and head.isalnum()
+    assert (again.stdout + again.stderr).strip().splitlines() == [
+        f"database schema already at {head}"
+    ]
+
+
 def test_adduser_before_migrating_says_so(databases: DatabaseFactory) -> None:
     url = databases.create("sqlite", migrate=False)
 

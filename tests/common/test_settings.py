@@ -112,7 +112,12 @@ def test_a_url_that_cannot_work_is_refused_in_one_line(
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://cache:6379/0", "rediss://:pw@cache/1", "unix:///run/redis.sock", "redis://[::1]:6379"],
+    [
+        "redis://cache:6379/0",
+        "rediss://:pw@cache/1",
+        "unix:///run/redis.sock",
+        "redis://[::1]:6379",
+    ],
 )
 def test_redis_urls_of_every_kind_are_accepted(url: str) -> None:
     assert Settings(redis_url=url, broker_url=url).broker == url
