@@ -61,7 +61,7 @@ $(K8S_TOOLS)/.fetched:
 	$(HELM) version --short && $(KUBECTL) version --client
 	touch $@
 
-run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000 (no server needed)
+run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000 (BIND=HOST:PORT for another)
 	$(BIN)/todoctl createdb
 	@echo
 	@echo "  todo API on http://$(BIND)  (docs: http://$(BIND)/docs)"
