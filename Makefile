@@ -74,7 +74,8 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	BIND=$(BIND) WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) \
 	SCHEDULER_METRICS_PORT=$(SCHEDULER_METRICS_PORT) \
 	TODO_LOG_FORMAT=$${TODO_LOG_FORMAT:-console} \
-	exec $(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR)
+	$(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR) \
+	    || [ $$? -eq 130 ]  # 130: stopped by Ctrl-C, as asked
 
 test: install tools ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
 	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest

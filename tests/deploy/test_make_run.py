@@ -1,5 +1,5 @@
 """`make run`: API, worker and scheduler together on SQLite and the filesystem broker (no Redis),
-stopped together by Ctrl-C."""
+stopped together by Ctrl-C, leaving nothing in /tmp."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +46,7 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
         WORKER_METRICS_PORT=str(free_port()),
         SCHEDULER_METRICS_PORT=str(free_port()),
     )
+    metrics_before = set(Path(tempfile.gettempdir()).glob("todo-*-metrics-*"))
     log_path = tmp_path / "make-run.log"
     process = subprocess.Popen(
         ["make", "--no-print-directory", "run"],
@@ -84,3 +86,6 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
     for name, pid in pids.items():
         assert wait_until(lambda pid=pid: not _alive(pid), 30), f"{name} still runs:\n{log()}"
     assert "worker: Warm shutdown" in log()
+    # Metrics files stayed under the state folder: nothing left behind in /tmp.
+    assert {path.name for path in (tmp_path / "state" / "metrics").iterdir()} == set(pids)
+    assert set(Path(tempfile.gettempdir()).glob("todo-*-metrics-*")) <= metrics_before

@@ -9,6 +9,7 @@ from a small HTTP server of their own (`start_metrics_server`).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -23,7 +24,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare_multiprocess_dir(service: str) -> Path:
-    """Point PROMETHEUS_MULTIPROC_DIR at an empty folder (a fresh temp one if unset)."""
+    """Point PROMETHEUS_MULTIPROC_DIR at an empty folder (a fresh temp one if unset, removed when
+    this process exits)."""
     configured = os.environ.get(MULTIPROC_ENV)
     if configured:
         folder = Path(configured)
@@ -36,7 +38,14 @@ def prepare_multiprocess_dir(service: str) -> Path:
     else:
         folder = Path(tempfile.mkdtemp(prefix=f"todo-{service}-metrics-"))
         os.environ[MULTIPROC_ENV] = str(folder)
+        atexit.register(_remove_if_mine, folder, os.getpid())
     return folder
+
+
+def _remove_if_mine(folder: Path, owner: int) -> None:
+    # Forked children inherit this handler; only the process that made the folder removes it.
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def render_metrics() -> tuple[bytes, str]:
