@@ -185,3 +185,31 @@ async def test_a_full_pipeline_is_busy_not_down(server: RedisServer) -> None:
         assert [await task for task in stuck] == [2, 3]
     finally:
         await client.close()
+
+
+async def _connections(admin: redis.Redis, exclude: int) -> int:
+    """The server's client connections, less the admin's own (`exclude`: its id)."""
+    return sum(1 for entry in admin.client_list() if int(entry["id"]) != exclude)
+
+
+async def test_callers_arriving_while_it_connects_share_one_connection(
+    server: RedisServer,
+) -> None:
+    """Callers keep arriving, one per turn of the event loop, while the client connects (as
+    requests do under load after a reconnect): all are served on one connection, and closing
+    the client leaves none open."""
+    admin = redis.Redis(port=server.port)
+    me = admin.client_id()
+    resp = client(server.url)
+    try:
+        calls = []
+        for _ in range(50):
+            calls.append(asyncio.create_task(resp.execute("PING")))
+            await asyncio.sleep(0)
+        assert await asyncio.gather(*calls) == [b"PONG"] * 50
+        while_open = await _connections(admin, me)
+    finally:
+        await resp.close()
+    await asyncio.sleep(0.2)  # the aborted sockets close, the server notices
+    after_close = await _connections(admin, me)
+    assert (while_open, after_close) == (1, 0)

@@ -184,12 +184,15 @@ class RespClient:
             pipeline.close(TimeoutError(f"Redis did not answer in {self._reply_timeout:g}s"))
 
     async def _connected(self) -> _Pipeline:
-        """The live connection; callers arriving while it is made wait for the same attempt."""
+        """The live connection; callers arriving while it is made wait for the same attempt.
+
+        The attempt itself makes its connection the client's (`_connect`): were each waiter to
+        do it when it resumes, a turn or two later, the callers arriving in between would find
+        no live connection and a finished attempt, and start another, whose connection would
+        then replace (and leak) this one."""
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
-        pipeline = await asyncio.shield(self._connecting)
-        self._pipeline = pipeline
-        return pipeline
+        return await asyncio.shield(self._connecting)
 
     async def _connect(self) -> _Pipeline:
         loop = asyncio.get_running_loop()
@@ -216,4 +219,5 @@ class RespClient:
         except BaseException:
             pipeline.close(ConnectionError("the connection to Redis was not set up"))
             raise
+        self._pipeline = pipeline
         return pipeline
