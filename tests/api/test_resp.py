@@ -213,3 +213,24 @@ async def test_callers_arriving_while_it_connects_share_one_connection(
     await asyncio.sleep(0.2)  # the aborted sockets close, the server notices
     after_close = await _connections(admin, me)
     assert (while_open, after_close) == (1, 0)
+
+
+async def test_a_connection_the_server_drops_at_once_fails_its_command_at_once(
+    server: RedisServer,
+) -> None:
+    """A Redis at maxclients accepts, answers an error nobody asked for and closes. The caller
+    that waited for that connection must fail at once, not send on the closed connection and
+    wait out the reply timeout ("did not answer") on every request."""
+    admin = redis.Redis(port=server.port)
+    admin.config_set("maxclients", 1)  # the admin's connection is the one
+    resp = client(server.url, reply_timeout=2.0)
+    waits = []
+    try:
+        for _ in range(8):
+            started = time.monotonic()
+            with pytest.raises((ReplyError, OSError)) as failed:
+                await resp.execute("PING")
+            waits.append((round(time.monotonic() - started, 2), repr(failed.value)))
+    finally:
+        await resp.close()
+    assert all(waited < 0.5 for waited, _ in waits), waits

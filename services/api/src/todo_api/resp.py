@@ -87,6 +87,7 @@ class _Pipeline(asyncio.Protocol):
         self.buffer = bytearray()
         self.unsent: list[bytes] = []
         self.lost = False
+        self.lost_because: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -95,6 +96,12 @@ class _Pipeline(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def send(self, command: bytes, waiter: asyncio.Future[Reply]) -> None:
+        if self.lost:
+            # Closed before this caller got to it (a caller of `RespClient._connected` resumes
+            # a turn or two after the connection was made: the server may have dropped it by
+            # then). Unsent, it would only fail when its reply timeout closes it once more.
+            waiter.set_exception(self.lost_because or ConnectionError("not connected to Redis"))
+            return
         # Written at the end of this turn of the event loop, with every other command sent in
         # it: one system call for many requests (each one costs as much as a command's Python).
         if not self.unsent:
@@ -114,7 +121,7 @@ class _Pipeline(asyncio.Protocol):
             while offset < len(self.buffer):
                 reply, offset = parse(self.buffer, offset)
                 if not self.waiters:
-                    raise ConnectionError("Redis sent a reply nobody asked for")
+                    raise ConnectionError(f"Redis sent a reply nobody asked for: {reply}")
                 waiter = self.waiters.popleft()
                 if not waiter.done():  # its caller gave up: the reply is dropped, in its turn
                     if isinstance(reply, ReplyError):
@@ -129,15 +136,20 @@ class _Pipeline(asyncio.Protocol):
         del self.buffer[:offset]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self._fail_all(ConnectionError(f"the connection to Redis was lost ({exc or 'closed'})"))
+        error = ConnectionError(f"the connection to Redis was lost ({exc or 'closed'})")
+        self._lose(error)
+        self._fail_all(error)
 
     def close(self, error: Exception) -> None:
         """Close at once (a reply is late or unreadable): every command in flight fails."""
-        self.lost = True
+        self._lose(error)
         self._fail_all(error)
         if self.transport is not None:
             self.transport.abort()
+
+    def _lose(self, error: Exception) -> None:
+        if not self.lost:
+            self.lost, self.lost_because = True, error
 
     def _fail_all(self, error: Exception) -> None:
         while self.waiters:
