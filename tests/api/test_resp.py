@@ -234,3 +234,24 @@ async def test_a_connection_the_server_drops_at_once_fails_its_command_at_once(
     finally:
         await resp.close()
     assert all(waited < 0.5 for waited, _ in waits), waits
+
+
+async def test_closing_while_it_connects_fails_the_waiting_callers_as_connection_errors(
+    server: RedisServer,
+) -> None:
+    """close() (the app stops serving) cancels a connect attempt in progress; its waiters were
+    not cancelled, so they get a ConnectionError (RedisUnavailable upstream), not a
+    CancelledError that no caller expects (the hit counter's sender would die of it, its batch
+    lost, and the CancelledError would leave the app's after_serving)."""
+    admin = redis.Redis(port=server.port)
+    admin.config_set("requirepass", "s3cret")
+    resp = client(f"redis://:s3cret@127.0.0.1:{server.port}/0", reply_timeout=5)
+    server.pause()  # the kernel accepts the connection, but AUTH is never answered
+    try:
+        waiting = asyncio.create_task(resp.execute("PING"))
+        await asyncio.sleep(0.2)
+        await resp.close()
+        (outcome,) = await asyncio.gather(waiting, return_exceptions=True)
+    finally:
+        server.resume()
+    assert isinstance(outcome, ConnectionError), repr(outcome)

@@ -204,7 +204,15 @@ class RespClient:
         then replace (and leak) this one."""
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
-        return await asyncio.shield(self._connecting)
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if connecting.cancelled() and (caller is None or not caller.cancelling()):
+                # `close()` cancelled the attempt, not this caller.
+                raise ConnectionError("the Redis client was closed while connecting") from None
+            raise
 
     async def _connect(self) -> _Pipeline:
         loop = asyncio.get_running_loop()
