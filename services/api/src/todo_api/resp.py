@@ -121,7 +121,7 @@ class _Pipeline(asyncio.Protocol):
             while offset < len(self.buffer):
                 reply, offset = parse(self.buffer, offset)
                 if not self.waiters:
-                    raise ConnectionError(f"Redis sent a reply nobody asked for: {reply}")
+                    raise ConnectionError(f"Redis sent a reply nobody asked for: {reply!r}")
                 waiter = self.waiters.popleft()
                 if not waiter.done():  # its caller gave up: the reply is dropped, in its turn
                     if isinstance(reply, ReplyError):
