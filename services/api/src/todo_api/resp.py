@@ -227,7 +227,7 @@ class RespClient:
                     factory,
                     options.get("host", "localhost"),
                     options.get("port", 6379),
-                    ssl=ssl.create_default_context() if secure else None,
+                    ssl=_ssl_context(options) if secure else None,
                 )
         try:
             if options.get("password") is not None:
@@ -241,3 +241,36 @@ class RespClient:
             raise
         self._pipeline = pipeline
         return pipeline
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py's `SSLConnection` would make of a rediss:// URL's options
+    (`ssl_cert_reqs`, `ssl_ca_certs`, `ssl_ca_path`, `ssl_ca_data`, `ssl_check_hostname`,
+    `ssl_certfile`, `ssl_keyfile`, `ssl_password`, `ssl_min_version`, `ssl_ciphers`)."""
+    reqs = options.get("ssl_cert_reqs", "required")
+    if reqs is None:
+        reqs = ssl.CERT_NONE
+    elif isinstance(reqs, str):
+        if reqs not in _CERT_REQS:
+            raise ValueError(f"invalid ssl_cert_reqs in the Redis URL: {reqs!r}")
+        reqs = _CERT_REQS[reqs]
+    context = ssl.create_default_context(
+        cafile=options.get("ssl_ca_certs"),
+        capath=options.get("ssl_ca_path"),
+        cadata=options.get("ssl_ca_data"),
+    )
+    check_hostname = options.get("ssl_check_hostname", True)
+    context.check_hostname = bool(check_hostname) and reqs != ssl.CERT_NONE
+    context.verify_mode = reqs
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(
+            options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
+        )
+    if options.get("ssl_min_version") is not None:
+        context.minimum_version = ssl.TLSVersion(options["ssl_min_version"])
+    if options.get("ssl_ciphers"):
+        context.set_ciphers(options["ssl_ciphers"])
+    return context
