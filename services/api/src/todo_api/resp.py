@@ -163,6 +163,12 @@ class RespClient:
 
     def __init__(self, url: str, *, connect_timeout: float, reply_timeout: float) -> None:
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        # Made once, here: a bad TLS option (or CA file) stops the start, not every request.
+        self._ssl = (
+            _ssl_context(self._options)
+            if self._options.get("connection_class") is SSLConnection
+            else None
+        )
         self._connect_timeout = connect_timeout
         self._reply_timeout = reply_timeout
         self._pipeline: _Pipeline | None = None
@@ -222,12 +228,11 @@ class RespClient:
             if "path" in options:
                 _, pipeline = await loop.create_unix_connection(factory, options["path"])
             else:
-                secure = options.get("connection_class") is SSLConnection
                 _, pipeline = await loop.create_connection(
                     factory,
                     options.get("host", "localhost"),
                     options.get("port", 6379),
-                    ssl=_ssl_context(options) if secure else None,
+                    ssl=self._ssl,
                 )
         try:
             if options.get("password") is not None:
