@@ -3,15 +3,21 @@ limits; no field is ever written for a failed GET (no zero or negative counts)."
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
 import redis
 
+from tests.api.test_resp import server  # noqa: F401 (fixture)
 from tests.support.databases import ServerPool
+from tests.support.instances import RedisServer
 from tests.support.servers import ApiServer
-from todo_api.hits import SEND_EVERY_SECONDS
+from todo_api.hits import SEND_EVERY_SECONDS, HitCounter
+from todo_api.redis_client import RedisClient
+from todo_common.hits import HitKeys, hit_field
+from todo_common.settings import Settings
 
 
 @pytest.fixture(params=["limited", "unlimited"])
@@ -85,3 +91,28 @@ def test_a_rate_limited_get_is_not_a_view(servers: ServerPool, redis_url: str) -
         statuses = [client.get(url).status_code for _ in range(3)]  # 4, then two over the limit
     assert statuses == [200, 429, 429]
     assert pending(api)[f"{owner}:{todo_id}"] == 1
+
+
+async def test_views_sent_in_a_call_that_timed_out_are_not_counted_twice(
+    server: RedisServer,  # noqa: F811
+) -> None:
+    """A reply timeout does not mean Redis did not run the command: a hung Redis (SIGSTOP)
+    still runs what it had received once it goes on, after the client gave up. The sender keeps
+    such a batch to send again, so its views must not then be counted a second time."""
+    settings = Settings(redis_url=server.url, redis_key_prefix="t:", redis_timeout=0.3)
+    client = RedisClient(settings)
+    await client.open()
+    hits = HitCounter(client, settings)
+    try:
+        hits.count(1, 7)
+        await hits.send()  # one view counted (and the script loaded)
+        hits.count(1, 7)
+        server.pause()
+        await hits.send()  # timed out: kept for the next send
+        server.resume()
+        await asyncio.sleep(hits.down.backoff + 0.2)  # past the sender's back-off
+        await hits.send()
+    finally:
+        await client.close()
+    counted = redis.Redis(port=server.port).hget(HitKeys("t:").pending, hit_field(1, 7))
+    assert counted == b"2"  # two views

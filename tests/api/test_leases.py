@@ -6,7 +6,9 @@ in still served when every lease is idle."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 
 import asyncpg
 import pytest
@@ -142,3 +144,33 @@ async def test_the_other_ways_in_are_served_while_every_lease_is_idle(
         assert await _count(database, owner) == 0
     finally:
         await database.close()
+
+
+async def test_a_call_cancelled_while_its_idle_lease_is_pinged_loses_no_connection(
+    url: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The caller gives up (a client hangs up, /readyz's timeout) while `_take` pings an idle
+    lease: the lease must not vanish with the caller, still checked out of SQLAlchemy's pool
+    (the pool's slot lost until the garbage collector finds it, and then only with a warning)."""
+    database = await opened(url, db_pool_size=1, db_timeout=1)
+    try:
+        owner = await add_owner(database)
+        assert await _count(database, owner) == 0  # the pool's one connection is now a lease
+        monkeypatch.setattr(leases, "IDLE_PING_AFTER", 0.0)  # every lease is pinged first
+        task = asyncio.create_task(_count(database, owner))
+        await asyncio.sleep(0)  # the task has sent the ping and waits for its answer
+        task.cancel()
+        # Kept, as a logged or chained exception keeps it for a while.
+        with pytest.raises(asyncio.CancelledError) as cancelled:
+            await task
+        assert database.connections_in_use == 0
+        assert await _count(database, owner) == 0  # not "QueuePool limit ... reached"
+        del cancelled, task
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            gc.collect()
+    finally:
+        await database.close()
+    assert not [w for w in caught if "garbage collector" in str(w.message)]
+    assert await backend_pids(url) == set()

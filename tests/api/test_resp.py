@@ -7,6 +7,9 @@ answered as busy."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +18,7 @@ import pytest
 import redis
 
 from tests.support.instances import RedisServer
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until
 from todo_api.redis_client import RedisClient
 from todo_api.resp import ReplyError, RespClient
 from todo_common.exceptions import RedisBusy, RedisUnavailable
@@ -185,3 +188,150 @@ async def test_a_full_pipeline_is_busy_not_down(server: RedisServer) -> None:
         assert [await task for task in stuck] == [2, 3]
     finally:
         await client.close()
+
+
+async def _connections(admin: redis.Redis, exclude: int) -> int:
+    """The server's client connections, less the admin's own (`exclude`: its id)."""
+    return sum(1 for entry in admin.client_list() if int(entry["id"]) != exclude)
+
+
+async def test_callers_arriving_while_it_connects_share_one_connection(
+    server: RedisServer,
+) -> None:
+    """Callers keep arriving, one per turn of the event loop, while the client connects (as
+    requests do under load after a reconnect): all are served on one connection, and closing
+    the client leaves none open."""
+    admin = redis.Redis(port=server.port)
+    me = admin.client_id()
+    resp = client(server.url)
+    try:
+        calls = []
+        for _ in range(50):
+            calls.append(asyncio.create_task(resp.execute("PING")))
+            await asyncio.sleep(0)
+        assert await asyncio.gather(*calls) == [b"PONG"] * 50
+        while_open = await _connections(admin, me)
+    finally:
+        await resp.close()
+    await asyncio.sleep(0.2)  # the aborted sockets close, the server notices
+    after_close = await _connections(admin, me)
+    assert (while_open, after_close) == (1, 0)
+
+
+async def test_a_connection_the_server_drops_at_once_fails_its_command_at_once(
+    server: RedisServer,
+) -> None:
+    """A Redis at maxclients accepts, answers an error nobody asked for and closes. The caller
+    that waited for that connection must fail at once, not send on the closed connection and
+    wait out the reply timeout ("did not answer") on every request."""
+    admin = redis.Redis(port=server.port)
+    admin.config_set("maxclients", 1)  # the admin's connection is the one
+    resp = client(server.url, reply_timeout=2.0)
+    waits = []
+    try:
+        for _ in range(8):
+            started = time.monotonic()
+            with pytest.raises((ReplyError, OSError)) as failed:
+                await resp.execute("PING")
+            waits.append((round(time.monotonic() - started, 2), repr(failed.value)))
+    finally:
+        await resp.close()
+    assert all(waited < 0.5 for waited, _ in waits), waits
+
+
+async def test_closing_while_it_connects_fails_the_waiting_callers_as_connection_errors(
+    server: RedisServer,
+) -> None:
+    """close() (the app stops serving) cancels a connect attempt in progress; its waiters were
+    not cancelled, so they get a ConnectionError (RedisUnavailable upstream), not a
+    CancelledError that no caller expects (the hit counter's sender would die of it, its batch
+    lost, and the CancelledError would leave the app's after_serving)."""
+    admin = redis.Redis(port=server.port)
+    admin.config_set("requirepass", "s3cret")
+    resp = client(f"redis://:s3cret@127.0.0.1:{server.port}/0", reply_timeout=5)
+    server.pause()  # the kernel accepts the connection, but AUTH is never answered
+    try:
+        waiting = asyncio.create_task(resp.execute("PING"))
+        await asyncio.sleep(0.2)
+        await resp.close()
+        (outcome,) = await asyncio.gather(waiting, return_exceptions=True)
+    finally:
+        server.resume()
+    assert isinstance(outcome, ConnectionError), repr(outcome)
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking TLS only, its certificate (for 127.0.0.1) signed by a private CA:
+    its port and the CA's certificate."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+
+    def run(command: str) -> None:
+        subprocess.run([openssl, *command.split()], cwd=tmp_path, check=True, capture_output=True)
+
+    run("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=test-CA")
+    run("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1")
+    (tmp_path / "san").write_text("subjectAltName=IP:127.0.0.1\n")
+    run(
+        "x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt"
+        " -days 2 -extfile san"
+    )
+    port = free_port()
+    options = (
+        f"--port 0 --tls-port {port} --bind 127.0.0.1 --tls-cert-file server.crt"
+        " --tls-key-file server.key --tls-ca-cert-file ca.crt --tls-auth-clients no"
+        " --appendonly no"
+    )
+    process = subprocess.Popen(
+        ["redis-server", *options.split(), "--save", ""],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def accepts() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    try:
+        assert wait_until(accepts, 10), "redis-server (TLS) did not start"
+        yield port, tmp_path / "ca.crt"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_a_rediss_url_s_certificate_options_are_used_as_redis_py_uses_them(
+    tls_server: tuple[int, Path],
+) -> None:
+    """TODO_REDIS_URL is read as redis-py reads it: `ssl_ca_certs` (a private CA, as managed
+    Redis services have) and `ssl_cert_reqs=none` are honoured. Ignored, the client cannot
+    connect, and every Redis feature fails open for good: the rate limiter is off."""
+    port, ca = tls_server
+    urls = {
+        "private CA": f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}",
+        "unverified": f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=none",
+    }
+    for url in urls.values():
+        assert redis.Redis.from_url(url).ping()  # what redis-py makes of these URLs
+    answers = {}
+    for name, url in urls.items():
+        resp = client(url)
+        try:
+            answers[name] = await resp.execute("PING")
+        except OSError as error:
+            answers[name] = repr(error)
+        finally:
+            await resp.close()
+    strict = client(f"rediss://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
+            await strict.execute("PING")  # by default the certificate is still verified
+    finally:
+        await strict.close()
+    assert answers == dict.fromkeys(urls, b"PONG")

@@ -21,13 +21,23 @@ from dataclasses import dataclass
 
 # A flush asked for early stays asked for this long (or until a flush claims the pending hits).
 FLUSH_REQUEST_TTL_SECONDS = 60
+# A sender's last batch number is kept this long after its last batch (a sender resends a batch
+# within seconds of Redis answering again).
+SENDER_TTL_SECONDS = 3600
 
-# Adds a batch of views: KEYS[1] pending hash, KEYS[2] flush-requested flag; ARGV[1] threshold,
-# then field, count, field, count, ... (every count positive). Returns 1 when the caller should
+# Adds a batch of views: KEYS[1] pending hash, KEYS[2] flush-requested flag, KEYS[3] the
+# sender's last batch number (`HitKeys.sender`); ARGV[1] threshold, ARGV[2] the batch's number,
+# then field, count, field, count, ... (every count positive). A batch whose number is not above
+# the sender's last one was added already (a call that timed out, which Redis ran after all, sent
+# again) and adds nothing. Returns 1 when the caller should
 # ask for an early flush: at least `threshold` todos have hits waiting and no flush was asked
 # for recently (the flag, set here with SET NX, means exactly one caller asks); else 0.
 ADD_VIEWS_SCRIPT = f"""
-for i = 2, #ARGV, 2 do
+if tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[3]) or '0') then
+  return 0
+end
+redis.call('SET', KEYS[3], ARGV[2], 'EX', {SENDER_TTL_SECONDS})
+for i = 3, #ARGV, 2 do
   redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[1])
@@ -75,6 +85,9 @@ class HitKeys:
 
     def batch(self, batch_id: str) -> str:
         return f"{self.prefix}hits:batch:{batch_id}"
+
+    def sender(self, sender_id: str) -> str:
+        return f"{self.prefix}hits:sender:{sender_id}"
 
 
 def hit_field(owner_id: int, todo_id: int) -> str:

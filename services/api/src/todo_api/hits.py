@@ -10,7 +10,8 @@ serving, after its last request (graceful shutdown).
 What can be lost: the views of the last `SEND_EVERY_SECONDS` before the process is killed
 (SIGKILL, a crash, the OOM killer). While Redis is down, views wait in the buffer and are sent
 when it returns; a buffer that already holds `MAX_BUFFERED_TODOS` todos drops views of new ones
-(counted in `todo_redis_failures_total{feature="hits"}`).
+(counted in `todo_redis_failures_total{feature="hits"}`). A batch whose call failed is sent
+again as it was, and Redis adds it once even when it ran the call that timed out.
 
 When TODO_HITS_FLUSH_THRESHOLD todos or more have hits waiting in Redis, one sender (a flag in
 Redis picks it) asks the worker for an early flush; this bounds Redis memory between the
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 
 import structlog
 from quart import Quart
@@ -53,6 +55,10 @@ class HitCounter:
         )
         self._buffer: dict[str, int] = {}
         self._views = 0
+        # The batch a failed call sent (its number, its views), to send again as it was.
+        self._unsure: tuple[int, dict[str, int]] | None = None
+        self._batches = 0
+        self._sender_key = self.keys.sender(uuid.uuid4().hex)
         self._last_request_id: str | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -94,33 +100,36 @@ class HitCounter:
         await self.send()
 
     async def send(self) -> None:
-        """Send the buffer in one call; on failure it stays buffered for the next try."""
-        if not self._buffer or (self.down.is_down() and not self._stopping):
-            return
-        batch, self._buffer, self._views = self._buffer, {}, 0
-        request_id = self._last_request_id
-        args: list[str | int] = [self.threshold]
-        for field, views in batch.items():
-            args += [field, views]
-        try:
-            flush_wanted = await self.redis.run_script(
-                ADD_VIEWS_SCRIPT, keys=[self.keys.pending, self.keys.flush_requested], args=args
-            )
-        except (RedisUnavailable, RedisBusy) as error:
-            self._keep(batch)
-            REDIS_FAILURES.labels("hits").inc()
-            self.down.record(error, buffered_todos=len(self._buffer))
-            return
-        if flush_wanted:
-            await self._ask_for_flush(request_id)
-
-    def _keep(self, batch: dict[str, int]) -> None:
-        for field, views in batch.items():
-            if field in self._buffer or len(self._buffer) < MAX_BUFFERED_TODOS:
-                self._buffer[field] = self._buffer.get(field, 0) + views
-                self._views += views
-            else:
+        """Send the buffer in one call. A call that failed is sent again as it was, under the
+        same batch number, before anything newer: it may have failed after Redis ran it (a
+        reply timeout), and the script adds a batch number only once."""
+        for _ in range(2):  # the batch of a failed call, if any, then the buffer
+            if self._unsure is None and not self._buffer:
+                return
+            if self.down.is_down() and not self._stopping:
+                return
+            if self._unsure is None:
+                self._batches += 1
+                self._unsure = (self._batches, self._buffer)
+                self._buffer, self._views = {}, 0
+            number, batch = self._unsure
+            request_id = self._last_request_id
+            args: list[str | int] = [self.threshold, number]
+            for field, views in batch.items():
+                args += [field, views]
+            try:
+                flush_wanted = await self.redis.run_script(
+                    ADD_VIEWS_SCRIPT,
+                    keys=[self.keys.pending, self.keys.flush_requested, self._sender_key],
+                    args=args,
+                )
+            except (RedisUnavailable, RedisBusy) as error:
                 REDIS_FAILURES.labels("hits").inc()
+                self.down.record(error, buffered_todos=len(self._buffer) + len(batch))
+                return
+            self._unsure = None
+            if flush_wanted:
+                await self._ask_for_flush(request_id)
 
     async def _ask_for_flush(self, request_id: str | None) -> None:
         # Celery's publisher blocks on the network, so it runs off the event loop.

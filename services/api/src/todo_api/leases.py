@@ -120,8 +120,13 @@ class ConnectionLeases:
     async def _answers(self, lease: _Lease) -> bool:
         try:
             await lease.raw.execute("SELECT 1")
-        except Exception as error:
+        except BaseException as error:
+            # Broken, or its caller gave up mid-ping (a client hung up, /readyz's timeout):
+            # either way it goes back to SQLAlchemy, invalidated. Out of `_idle` and not yet
+            # lent, it would otherwise stay checked out of the pool, lost with the caller.
             await self._discard(lease, error)
+            if not isinstance(error, Exception):
+                raise
             return False
         return True
 

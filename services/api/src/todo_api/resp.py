@@ -87,6 +87,7 @@ class _Pipeline(asyncio.Protocol):
         self.buffer = bytearray()
         self.unsent: list[bytes] = []
         self.lost = False
+        self.lost_because: Exception | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -95,6 +96,12 @@ class _Pipeline(asyncio.Protocol):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
     def send(self, command: bytes, waiter: asyncio.Future[Reply]) -> None:
+        if self.lost:
+            # Closed before this caller got to it (a caller of `RespClient._connected` resumes
+            # a turn or two after the connection was made: the server may have dropped it by
+            # then). Unsent, it would only fail when its reply timeout closes it once more.
+            waiter.set_exception(self.lost_because or ConnectionError("not connected to Redis"))
+            return
         # Written at the end of this turn of the event loop, with every other command sent in
         # it: one system call for many requests (each one costs as much as a command's Python).
         if not self.unsent:
@@ -114,7 +121,7 @@ class _Pipeline(asyncio.Protocol):
             while offset < len(self.buffer):
                 reply, offset = parse(self.buffer, offset)
                 if not self.waiters:
-                    raise ConnectionError("Redis sent a reply nobody asked for")
+                    raise ConnectionError(f"Redis sent a reply nobody asked for: {reply!r}")
                 waiter = self.waiters.popleft()
                 if not waiter.done():  # its caller gave up: the reply is dropped, in its turn
                     if isinstance(reply, ReplyError):
@@ -129,15 +136,20 @@ class _Pipeline(asyncio.Protocol):
         del self.buffer[:offset]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
-        self._fail_all(ConnectionError(f"the connection to Redis was lost ({exc or 'closed'})"))
+        error = ConnectionError(f"the connection to Redis was lost ({exc or 'closed'})")
+        self._lose(error)
+        self._fail_all(error)
 
     def close(self, error: Exception) -> None:
         """Close at once (a reply is late or unreadable): every command in flight fails."""
-        self.lost = True
+        self._lose(error)
         self._fail_all(error)
         if self.transport is not None:
             self.transport.abort()
+
+    def _lose(self, error: Exception) -> None:
+        if not self.lost:
+            self.lost, self.lost_because = True, error
 
     def _fail_all(self, error: Exception) -> None:
         while self.waiters:
@@ -151,6 +163,12 @@ class RespClient:
 
     def __init__(self, url: str, *, connect_timeout: float, reply_timeout: float) -> None:
         self._options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        # Made once, here: a bad TLS option (or CA file) stops the start, not every request.
+        self._ssl = (
+            _ssl_context(self._options)
+            if self._options.get("connection_class") is SSLConnection
+            else None
+        )
         self._connect_timeout = connect_timeout
         self._reply_timeout = reply_timeout
         self._pipeline: _Pipeline | None = None
@@ -184,12 +202,23 @@ class RespClient:
             pipeline.close(TimeoutError(f"Redis did not answer in {self._reply_timeout:g}s"))
 
     async def _connected(self) -> _Pipeline:
-        """The live connection; callers arriving while it is made wait for the same attempt."""
+        """The live connection; callers arriving while it is made wait for the same attempt.
+
+        The attempt itself makes its connection the client's (`_connect`): were each waiter to
+        do it when it resumes, a turn or two later, the callers arriving in between would find
+        no live connection and a finished attempt, and start another, whose connection would
+        then replace (and leak) this one."""
         if self._connecting is None or self._connecting.done():
             self._connecting = asyncio.get_running_loop().create_task(self._connect())
-        pipeline = await asyncio.shield(self._connecting)
-        self._pipeline = pipeline
-        return pipeline
+        connecting = self._connecting
+        try:
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if connecting.cancelled() and (caller is None or not caller.cancelling()):
+                # `close()` cancelled the attempt, not this caller.
+                raise ConnectionError("the Redis client was closed while connecting") from None
+            raise
 
     async def _connect(self) -> _Pipeline:
         loop = asyncio.get_running_loop()
@@ -199,12 +228,11 @@ class RespClient:
             if "path" in options:
                 _, pipeline = await loop.create_unix_connection(factory, options["path"])
             else:
-                secure = options.get("connection_class") is SSLConnection
                 _, pipeline = await loop.create_connection(
                     factory,
                     options.get("host", "localhost"),
                     options.get("port", 6379),
-                    ssl=ssl.create_default_context() if secure else None,
+                    ssl=self._ssl,
                 )
         try:
             if options.get("password") is not None:
@@ -216,4 +244,38 @@ class RespClient:
         except BaseException:
             pipeline.close(ConnectionError("the connection to Redis was not set up"))
             raise
+        self._pipeline = pipeline
         return pipeline
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def _ssl_context(options: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS context redis-py's `SSLConnection` would make of a rediss:// URL's options
+    (`ssl_cert_reqs`, `ssl_ca_certs`, `ssl_ca_path`, `ssl_ca_data`, `ssl_check_hostname`,
+    `ssl_certfile`, `ssl_keyfile`, `ssl_password`, `ssl_min_version`, `ssl_ciphers`)."""
+    reqs = options.get("ssl_cert_reqs", "required")
+    if reqs is None:
+        reqs = ssl.CERT_NONE
+    elif isinstance(reqs, str):
+        if reqs not in _CERT_REQS:
+            raise ValueError(f"invalid ssl_cert_reqs in the Redis URL: {reqs!r}")
+        reqs = _CERT_REQS[reqs]
+    context = ssl.create_default_context(
+        cafile=options.get("ssl_ca_certs"),
+        capath=options.get("ssl_ca_path"),
+        cadata=options.get("ssl_ca_data"),
+    )
+    check_hostname = options.get("ssl_check_hostname", True)
+    context.check_hostname = bool(check_hostname) and reqs != ssl.CERT_NONE
+    context.verify_mode = reqs
+    if options.get("ssl_certfile"):
+        context.load_cert_chain(
+            options["ssl_certfile"], options.get("ssl_keyfile"), options.get("ssl_password")
+        )
+    if options.get("ssl_min_version") is not None:
+        context.minimum_version = ssl.TLSVersion(options["ssl_min_version"])
+    if options.get("ssl_ciphers"):
+        context.set_ciphers(options["ssl_ciphers"])
+    return context
