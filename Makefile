@@ -13,6 +13,8 @@ WORKER_METRICS_PORT ?= 9101
 SCHEDULER_METRICS_PORT ?= 9102
 FUZZ_EXAMPLES ?= 1000
 SOAK_SECONDS ?= 600
+# make test runs the suite on this many pytest-xdist processes (0: in one process).
+TEST_WORKERS ?= 2
 # Tests call uv (packaging tests): make sure the one this Makefile uses is on PATH.
 export PATH := $(dir $(UV)):$(PATH)
 
@@ -78,7 +80,7 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	    || [ $$? -eq 130 ]  # 130: stopped by Ctrl-C, as asked
 
 test: install tools ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
-	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest
+	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS)
 
 bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + bench/results/*.json)
 	@command -v wrk >/dev/null || { \

@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +35,8 @@ def _started_pids(log: str) -> dict[str, int]:
 @pytest.mark.timeout(180)
 def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
     port = free_port()
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'run.sqlite3'}"
     env = clean_env(
         TODO_DATABASE_URL=database_url,
@@ -45,8 +46,8 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
         BIND=f"127.0.0.1:{port}",
         WORKER_METRICS_PORT=str(free_port()),
         SCHEDULER_METRICS_PORT=str(free_port()),
+        TMPDIR=str(temp),  # where anything of make run's would land in "/tmp"
     )
-    metrics_before = set(Path(tempfile.gettempdir()).glob("todo-*-metrics-*"))
     log_path = tmp_path / "make-run.log"
     process = subprocess.Popen(
         ["make", "--no-print-directory", "run"],
@@ -88,4 +89,4 @@ def test_make_run_serves_and_flushes_without_redis(tmp_path: Path) -> None:
     assert "worker: Warm shutdown" in log()
     # Metrics files stayed under the state folder: nothing left behind in /tmp.
     assert {path.name for path in (tmp_path / "state" / "metrics").iterdir()} == set(pids)
-    assert set(Path(tempfile.gettempdir()).glob("todo-*-metrics-*")) <= metrics_before
+    assert not list(temp.glob("todo-*")), list(temp.iterdir())
