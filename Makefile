@@ -13,8 +13,8 @@ WORKER_METRICS_PORT ?= 9101
 SCHEDULER_METRICS_PORT ?= 9102
 FUZZ_EXAMPLES ?= 1000
 SOAK_SECONDS ?= 600
-# make test runs the suite on this many pytest-xdist processes (0: in one process).
-TEST_WORKERS ?= 2
+# make test runs the suite on this many pytest-xdist processes (0: in this one process).
+TEST_WORKERS ?= 0
 # Tests call uv (packaging tests): make sure the one this Makefile uses is on PATH.
 export PATH := $(dir $(UV)):$(PATH)
 
