@@ -14,7 +14,7 @@ from sqlalchemy import delete
 
 from tests.api.test_todos import TODOS, create
 from tests.common.test_security import hand_signed
-from tests.support.servers import BIN, ApiServer, clean_env, get_token
+from tests.support.servers import BIN, ApiServer, add_user, clean_env, get_token
 from todo_common.db import create_engine
 from todo_common.models import User
 from todo_common.settings import Settings
@@ -196,17 +196,39 @@ def test_a_password_change_ends_http_basic_with_the_old_password(api: ApiServer)
         assert http.get(TODOS).status_code == 200
 
 
-def test_token_of_a_deleted_user_cannot_create(token_api: ApiServer) -> None:
-    user = token_api.add_user()
-    token = get_token(token_api, user)
-
+def remove_user(server: ApiServer, name: str) -> None:
     async def remove() -> None:
-        engine = create_engine(Settings(database_url=token_api.database_url))
+        engine = create_engine(Settings(database_url=server.database_url))
         async with engine.begin() as connection:
-            await connection.execute(delete(User).where(User.username == user[0]))
+            await connection.execute(delete(User).where(User.username == name))
         await engine.dispose()
 
     asyncio.run(remove())
+
+
+def test_a_deleted_users_known_login_is_refused_and_its_name_can_be_taken_again(
+    api: ApiServer,
+) -> None:
+    """The server knows the login from the first request; the user's deletion refuses it at
+    once, and a new user of the same name and password is that new user, not the old one."""
+    name, password = api.add_user()
+    with api.client(auth=(name, password)) as http:
+        create(http)
+        assert http.get(TODOS).json()["meta"]["total"] == 1
+    remove_user(api, name)
+    with api.client(auth=(name, password)) as http:
+        for _ in range(2):
+            assert http.get(TODOS).status_code == 401
+            assert http.post(TODOS, json={"name": "n", "task": "t"}).status_code == 401
+    add_user(api.database_url, name, password)
+    with api.client(auth=(name, password)) as http:
+        assert http.get(TODOS).json()["meta"]["total"] == 0
+
+
+def test_token_of_a_deleted_user_cannot_create(token_api: ApiServer) -> None:
+    user = token_api.add_user()
+    token = get_token(token_api, user)
+    remove_user(token_api, user[0])
     with token_api.client(auth=Bearer(token)) as http:
         response = http.post(TODOS, json={"name": "n", "task": "t"})
     assert response.status_code == 401

@@ -150,7 +150,9 @@ def test_a_stopped_server_is_unavailable_then_served_again(cluster: PostgresClus
 @pytest.fixture
 async def app() -> AsyncIterator[Quart]:
     app = Quart(__name__)
-    register_error_handlers(app, ErrorReplies(use_token_auth=False))
+    register_error_handlers(
+        app, ErrorReplies(use_token_auth=False, on_revoked=lambda user_id: None)
+    )
 
     @app.get("/unavailable")
     async def unavailable() -> str:

@@ -8,6 +8,7 @@ wire, on real PostgreSQL and a Redis of our own."""
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,44 @@ async def test_token_get_item_costs_one_query_and_at_most_one_redis_call(
     assert sent_early == {}
     assert pending == {f"{user_id}:{todo_id}".encode(): b"2"}  # both GETs, sent on stopping
     assert create_round_trips == 1
+
+
+async def test_http_basic_get_item_costs_one_query_once_the_login_is_known(
+    postgres: str, databases: DatabaseFactory
+) -> None:
+    """The first request checks the password (the login's read, then its own statement); every
+    later one within the minute is one statement, like a token's."""
+    wire = RoundTripCounter(POSTGRES_PORT)
+    await wire.start()
+    direct_url = await asyncio.to_thread(databases.create, "postgres")
+    settings = Settings(
+        database_url=direct_url.replace(f":{POSTGRES_PORT}/", f":{wire.port}/"),
+        use_token_auth=False,
+    )
+    app = create_app(settings)
+    try:
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            await asyncio.to_thread(add_user, direct_url, "basic", "a password")
+            headers = {"Authorization": "Basic " + base64.b64encode(b"basic:a password").decode()}
+            created = await client.post(
+                "/api/v1.0/todos/", json={"name": "n", "task": "t"}, headers=headers
+            )
+            assert created.status_code == 201
+            await client.get(created.headers["Location"], headers=headers)  # prepares the GET
+            counts = []
+            for _ in range(3):
+                before = wire.round_trips
+                response = await client.get(created.headers["Location"], headers=headers)
+                assert response.status_code == 200
+                counts.append(wire.round_trips - before)
+            wrong = {"Authorization": "Basic " + base64.b64encode(b"basic:not it").decode()}
+            refused = await client.get(created.headers["Location"], headers=wrong)
+    finally:
+        await wire.stop()
+
+    assert counts == [1, 1, 1]
+    assert refused.status_code == 401
 
 
 async def _round_trips_of_a_write(client: Any, headers: dict[str, str], wire: Any) -> int:

@@ -4,7 +4,8 @@
 
 1. authenticate: a token (its signature, type and expiry checked in memory; its password version
    is checked by the statement that serves the request, in the same round trip) or, with token
-   auth off, a username and password (`todo_api.passwords`). A password whose
+   auth off, a username and password (`todo_api.passwords`: a login known from the last minute
+   costs no round trip, its password version being checked like a token's). A password whose
    check would cost Argon2id first spends one attempt of the address's password window, counted
    before the check, so requests sent at once cannot all slip under the limit;
 2. limit: the request spends one from its caller's window: the user's (for a token, the user it
@@ -127,7 +128,7 @@ class Gate:
             headers = await self._limit(f"pw:addr:{address}")
             del headers  # the request's own window's headers are the ones it answers with
 
-        return await self.passwords.check(credentials, spend_password_attempt)
+        return await self.passwords.authenticate(credentials, spend_password_attempt)
 
     async def _limit(self, identity: str) -> dict[str, str]:
         """Spend one request of `identity`'s window: its headers; 429 beyond it. Fails open

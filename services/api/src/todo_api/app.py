@@ -52,10 +52,11 @@ def create_app(settings: Settings | None = None) -> Quart:
     limiter = (
         RateLimiter(redis, settings.rate_limit) if redis and settings.use_rate_limits else None
     )
+    passwords = PasswordChecker(settings.secret_key, database)
     gate = Gate(
         use_token_auth=settings.use_token_auth,
         tokens=TokenReader(settings.secret_key),
-        passwords=PasswordChecker(settings.secret_key, database),
+        passwords=passwords,
         limiter=limiter,
     )
     gate.init_app(app)
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> Quart:
         hits.init_app(app)
 
     observability.init_app(app)
-    replies = ErrorReplies(settings.use_token_auth)
+    replies = ErrorReplies(settings.use_token_auth, on_revoked=passwords.forget_user)
     register_error_handlers(app, replies)
     app.register_blueprint(ops.blueprint)
     app.register_blueprint(docs.blueprint)

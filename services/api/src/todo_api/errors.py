@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from http import HTTPStatus
 
 import orjson
@@ -91,10 +92,12 @@ class ErrorReplies:
 
     `DatabaseUnavailable` is answered 503 and logged at most every few seconds (no back-off:
     every request tries the database, which may be back); anything not ours is a bug: 500, logged
-    with its traceback."""
+    with its traceback. `CredentialsRevoked` is answered 401 and reported to `on_revoked` (the
+    password checker forgets the user's known logins)."""
 
-    def __init__(self, use_token_auth: bool) -> None:
+    def __init__(self, use_token_auth: bool, on_revoked: Callable[[int], None]) -> None:
         self.use_token_auth = use_token_auth
+        self.on_revoked = on_revoked
         self.unavailable = Degraded(
             "database",
             "database unavailable; answering 503",
@@ -109,6 +112,7 @@ class ErrorReplies:
         if isinstance(error, VersionConflict):
             return error_reply(412, PRECONDITION_FAILED_MESSAGE)
         if isinstance(error, CredentialsRevoked):
+            self.on_revoked(error.user_id)
             refused = unauthorized(
                 token_auth=self.use_token_auth, message="these credentials have been revoked"
             )

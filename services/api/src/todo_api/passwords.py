@@ -17,6 +17,16 @@ server. So a check here:
    and "wrong password" cost the same and look the same.
 
 An empty password is refused without a check: no user has one, and nothing is learnt from that.
+
+The /api routes go through `authenticate`, which first looks the credentials up in `KnownLogins`:
+a username and password that passed a check within the last minute give their user id and
+password version with no round trip at all, so HTTP Basic costs what a token costs (one statement
+per request). That is safe because every store statement compares the password version with the
+user's in its own round trip: after a password change (or the user's deletion) a known login is
+refused there (`CredentialsRevoked`, 401) and forgotten (`forget_user`), and the next request with
+those credentials is checked in full. A request that races a password change, even to the same
+password, can therefore be refused once. The token route calls `check` and never uses the memory:
+a token is only ever issued for a password checked against the current hash.
 """
 
 from __future__ import annotations
@@ -24,7 +34,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prometheus_client import Counter
@@ -52,20 +64,85 @@ SLOT_RETRY_AFTER_SECONDS = 1
 BeforeHashing = Callable[[], Awaitable[None]]
 
 
+class KnownLogins:
+    """Credentials that passed a password check recently, by an HMAC (under the server's secret
+    key) of the username and password: no password is kept, and only an exact match is found.
+    Entries expire `ttl` seconds after they were remembered; at most `max_entries` are kept."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        ttl: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._key = hashlib.sha256(b"todo-known-logins:" + secret_key.encode()).digest()
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._logins: dict[bytes, tuple[Principal, float]] = {}
+
+    def _digest(self, username: str, password: str) -> bytes:
+        message = f"{username}\x00{password}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def recall(self, username: str, password: str) -> Principal | None:
+        digest = self._digest(username, password)
+        known = self._logins.get(digest)
+        if known is None:
+            return None
+        principal, expires = known
+        if expires < self._clock():
+            del self._logins[digest]
+            return None
+        return principal
+
+    def remember(self, username: str, password: str, principal: Principal) -> None:
+        if len(self._logins) >= self._max_entries:
+            now = self._clock()
+            self._logins = {k: v for k, v in self._logins.items() if v[1] >= now}
+            if len(self._logins) >= self._max_entries:
+                self._logins.clear()
+        self._logins[self._digest(username, password)] = (principal, self._clock() + self._ttl)
+
+    def forget_user(self, user_id: int) -> None:
+        """Every login of this user (its password changed, or it is gone)."""
+        self._logins = {k: v for k, v in self._logins.items() if v[0].user_id != user_id}
+
+
 class PasswordChecker:
     def __init__(self, secret_key: str, database: Database, slots: int | None = None) -> None:
         self.database = database
         self.remembered = VerifiedPasswords(secret_key)
+        self.known = KnownLogins(secret_key)
         self.slots = slots or len(os.sched_getaffinity(0))
         self._slots = asyncio.Semaphore(self.slots)
         # Checks running now, by (user id, stored hash, digest of the password tried); only
         # while they run, so identical credentials sent at once are checked once.
         self._in_flight: dict[tuple[int, str, bytes], asyncio.Future[bool]] = {}
 
+    async def authenticate(
+        self, credentials: Credentials, before_hashing: BeforeHashing
+    ) -> Principal | None:
+        """For the /api routes: a known login as it was (its password version is checked by the
+        statement that serves the request), else `check`, remembered when it succeeds."""
+        if credentials.scheme != "basic" or not credentials.password:
+            return None
+        principal = self.known.recall(credentials.username, credentials.password)
+        if principal is None:
+            principal = await self.check(credentials, before_hashing)
+            if principal is not None:
+                self.known.remember(credentials.username, credentials.password, principal)
+        return principal
+
+    def forget_user(self, user_id: int) -> None:
+        """A statement refused this user's credentials: its logins are checked in full again."""
+        self.known.forget_user(user_id)
+
     async def check(
         self, credentials: Credentials, before_hashing: BeforeHashing
     ) -> Principal | None:
-        """The user these Basic credentials prove, or None."""
+        """The user these Basic credentials prove against the current stored hash, or None."""
         username, password = credentials.username, credentials.password
         if credentials.scheme != "basic" or not password:
             return None
