@@ -33,7 +33,7 @@ KIND_CONTEXT := kind-$(KIND_CLUSTER)
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
 SERVICES := api worker scheduler
 
-.PHONY: help install tools run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
+.PHONY: help install tools browser run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -79,8 +79,17 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	$(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR) \
 	    || [ $$? -eq 130 ]  # 130: stopped by Ctrl-C, as asked
 
-test: install tools ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
+test: install tools browser ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
 	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS)
+
+# The docs page is tested in Debian's headless Chromium (driven by Playwright; no browser download).
+browser:
+	@command -v chromium >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "test: installing Debian's chromium for the docs page test"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
+	            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
+	    else echo "test: no chromium; the docs page test is skipped (sudo apt-get install chromium)"; fi; }
 
 bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + bench/results/*.json)
 	@command -v wrk >/dev/null || { \

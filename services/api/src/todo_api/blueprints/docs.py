@@ -1,5 +1,11 @@
-"""The API docs page: Swagger UI served entirely by the app (assets from the installed
-swagger-ui-bundle package, no CDN, no online validator), so it works offline.
+"""The API docs page: Swagger UI 5 served entirely by the app (no CDN, no online validator), so it
+works offline and renders the OpenAPI 3.1 document the app serves.
+
+The assets come from the `dist` folder of the `flask-swagger-ui` wheel (pinned in
+services/api/pyproject.toml and uv.lock; Swagger UI is Apache-2.0, the wheel MIT): a current
+Swagger UI build from PyPI. Only its files are used, never its Flask blueprint, so the package is
+located without being imported. (swagger-ui-bundle, used before, ships Swagger UI 4.15, which
+refuses OpenAPI 3.1.)
 
 Only the files the page loads are served: the package also ships Swagger's demo page and an
 initializer pointing at the petstore. The page runs no inline script (its initializer is a file
@@ -9,15 +15,24 @@ framed, and no response here may be content-sniffed.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from quart import Blueprint, Response, send_from_directory, url_for
 from quart_schema import hide
-from swagger_ui_bundle import swagger_ui_path
 from werkzeug.exceptions import NotFound
 
 blueprint = Blueprint("docs", __name__, url_prefix="/docs")
-ASSETS = Path(str(swagger_ui_path))
+
+
+def _swagger_ui_dist() -> Path:
+    spec = importlib.util.find_spec("flask_swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("flask-swagger-ui (Swagger UI's files) is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "dist"
+
+
+ASSETS = _swagger_ui_dist()
 # The Swagger UI files the page loads; nothing else from the package is served.
 SWAGGER_FILES = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
 INITIALIZER = "todo-docs.js"
