@@ -73,7 +73,9 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	      "scheduler http://127.0.0.1:$(SCHEDULER_METRICS_PORT)/metrics"
 	@echo "  Ctrl-C stops all three."
 	@echo
-	BIND=$(BIND) WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) \
+	@# On a terminal, job control (set -m) makes honcho the foreground job: Ctrl-C reaches honcho
+	@# (which stops the three) and not make, which then ends with honcho's status.
+	[ -t 0 ] && set -m; BIND=$(BIND) WORKER_METRICS_PORT=$(WORKER_METRICS_PORT) \
 	SCHEDULER_METRICS_PORT=$(SCHEDULER_METRICS_PORT) \
 	TODO_LOG_FORMAT=$${TODO_LOG_FORMAT:-console} \
 	$(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR) \

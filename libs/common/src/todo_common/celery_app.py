@@ -24,6 +24,7 @@ from celery import Celery
 from celery.signals import after_task_publish, setup_logging
 from prometheus_client import Counter
 
+from todo_common.broker import FILESYSTEM_TRANSPORT
 from todo_common.settings import Settings
 
 QUEUE = "todo"
@@ -75,8 +76,11 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
 
 def create_celery(settings: Settings, main: str = "todo") -> Celery:
     app = Celery(main, set_as_current=False)
+    embedded = settings.broker.startswith("filesystem://")
     app.conf.update(
         broker_url=settings.broker,
+        # The embedded broker's transport lets an idle worker stop at once (todo_common.broker).
+        broker_transport=FILESYSTEM_TRANSPORT if embedded else None,
         broker_transport_options=_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -95,6 +99,8 @@ def create_celery(settings: Settings, main: str = "todo") -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_send_task_events=False,
+        # How long the worker's timer thread may sleep; its shutdown waits that long (default 1 s).
+        worker_timer_precision=0.1,
         enable_utc=True,
         timezone="UTC",
         beat_schedule_filename=str(settings.state_dir / "beat-schedule"),
