@@ -115,8 +115,9 @@ def _make_run_env(tmp_path: Path, port: int) -> dict[str, str]:
     )
 
 
-def _stopped_cleanly(terminal: Terminal, tmp_path: Path) -> None:
-    # Let the three finish starting (the worker is slower than the API) before Ctrl-C.
+def _stopped_cleanly(terminal: Terminal, tmp_path: Path, port: int) -> None:
+    # Let the three finish starting before Ctrl-C, as a person reading the banner would.
+    assert wait_until(lambda: answers_ok(f"http://127.0.0.1:{port}/readyz"), 60), terminal.text()
     assert wait_until(lambda: "celery@" in terminal.text() and "ready" in terminal.text(), 30), (
         terminal.text()
     )
@@ -161,7 +162,8 @@ def test_make_run_serves_flushes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert time.monotonic() - serving_since < INTERVAL + 10
         assert (tmp_path / "state" / "broker" / "queue").is_dir()
     finally:
-        _stopped_cleanly(terminal, tmp_path)
+        _stopped_cleanly(terminal, tmp_path, port)
 
     for _ in range(MORE_STOPS):  # again and again: no stop may be slow or unclean by luck
-        _stopped_cleanly(Terminal(_make_run_env(tmp_path, free_port())), tmp_path)
+        port = free_port()
+        _stopped_cleanly(Terminal(_make_run_env(tmp_path, port)), tmp_path, port)
