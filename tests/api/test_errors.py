@@ -52,6 +52,19 @@ def test_bad_bodies_are_rejected_and_write_nothing(
     assert client.get(location).json()["name"] == "buy"
 
 
+def test_a_body_too_large_is_answered_413_with_connection_close(api: ApiServer) -> None:
+    """The server stops reading a body over the limit and closes the connection after its
+    413: the answer says so, so a client's next request goes on a new connection instead of
+    being lost on this one (seen as "Server disconnected without sending a response")."""
+    too_large = b'{"name": "n", "task": "' + b"t" * 70_000 + b'"}'
+    with api.client(auth=api.add_user()) as http:
+        refused = http.post(TODOS, content=too_large, headers={"Content-Type": "application/json"})
+        assert_problem(refused, 413)
+        assert refused.headers["Connection"] == "close"
+        for _ in range(3):
+            assert http.get(TODOS).status_code == 200
+
+
 def test_limits_are_inclusive(client: httpx.Client) -> None:
     location = create(client, name="n" * 64, task="t" * 250)
     assert client.get(location).json()["name"] == "n" * 64

@@ -143,6 +143,7 @@ def test_token_route_flood_admits_exactly_the_limit(token_api: ApiServer) -> Non
     assert scrape(token_api.url, "todo_redis_failures_total") == failures_before
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("credential", ["empty password", "wrong password"])
 def test_a_flood_from_one_address_does_not_slow_another_client(
     password_api: ApiServer, credential: str

@@ -25,7 +25,7 @@ from tests.support.instances import PostgresCluster, postgres_binary
 from tests.support.load import Load, Outcome
 from tests.support.servers import ApiServer, need_program, start_api, wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.serial]
 
 # Against a frozen server each request waits for a timeout, so it takes longer to see enough.
 OUTAGE_SECONDS = {"fast": 3.0, "immediate": 3.0, "frozen": 6.0}

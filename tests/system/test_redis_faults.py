@@ -20,7 +20,7 @@ from tests.support.instances import RedisServer
 from tests.support.load import Load, Outcome
 from tests.support.servers import ApiServer, free_port, need_program, scrape, start_api, wait_until
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.serial]
 
 LIMIT, WINDOW = 15, 2  # per user: each load thread spends its budget well within a window
 OUTAGE_SECONDS = 4.0  # two windows: without fail-open the load would see 429s in it

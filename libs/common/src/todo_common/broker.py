@@ -25,15 +25,17 @@ def _shutdown_requested() -> bool:
     return worker_state.should_stop is not None or worker_state.should_terminate is not None
 
 
-class PromptFilesystemTransport(FilesystemTransport):  # type: ignore[misc]
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+class PromptFilesystemTransport(FilesystemTransport):
+    def drain_events(self, connection: Any, timeout: Any = None) -> Any:  # type: ignore[override]
+        cycle = self.cycle
+        assert cycle is not None, "a channel is open while events are drained"
         started = monotonic()
         interval = float(self.polling_interval or 0.1)
         if timeout:
             interval = min(interval, timeout)
         while True:
             try:
-                self.cycle.get(self._deliver, timeout=timeout)
+                cycle.get(self._deliver, timeout=timeout)  # type: ignore[no-untyped-call]
             except Empty:  # nothing waiting in any queue's folder
                 if _shutdown_requested():
                     raise TimeoutError() from None

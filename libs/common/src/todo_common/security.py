@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from typing import Generic, TypeVar
 
 import jwt
 from argon2 import PasswordHasher
@@ -31,6 +32,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 # Defined in the exception tree; imported here too for callers that read tokens.
 from todo_common.exceptions import InvalidTokenError as InvalidTokenError
+
+V = TypeVar("V")
 
 TOKEN_ALGORITHM = "HS256"  # noqa: S105 - an algorithm name, not a secret
 TOKEN_TYPE = "access"  # noqa: S105
@@ -157,6 +160,53 @@ class TokenReader:
         return claims
 
 
+class SecretKeyedMemory(Generic[V]):
+    """Values remembered for `ttl` seconds (on `clock`, monotonic by default) under an HMAC, keyed
+    by the server's secret key and a `purpose`, of the parts that find them: the parts themselves
+    (a password, say) are never kept, and only the exact parts find a value. At most
+    `max_entries` are kept: when full, the expired go first, then everything."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        purpose: str,
+        ttl: float = 60.0,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._key = hashlib.sha256(f"todo-{purpose}:{secret_key}".encode()).digest()
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[bytes, tuple[V, float]] = {}
+
+    def _digest(self, parts: tuple[str | int, ...]) -> bytes:
+        message = "\x00".join(map(str, parts)).encode()
+        return hmac.new(self._key, message, hashlib.sha256).digest()
+
+    def recall(self, *parts: str | int) -> V | None:
+        digest = self._digest(parts)
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires < self._clock():
+            del self._entries[digest]
+            return None
+        return value
+
+    def remember(self, value: V, *parts: str | int) -> None:
+        if len(self._entries) >= self._max_entries:
+            now = self._clock()
+            self._entries = {k: v for k, v in self._entries.items() if v[1] >= now}
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+        self._entries[self._digest(parts)] = (value, self._clock() + self._ttl)
+
+    def forget_where(self, matches: Callable[[V], bool]) -> None:
+        self._entries = {k: v for k, v in self._entries.items() if not matches(v[0])}
+
+
 class VerifiedPasswords:
     """A short-lived memory of successful password checks, so HTTP Basic clients don't pay
     Argon2id on every request.
@@ -164,7 +214,6 @@ class VerifiedPasswords:
     Entries are keyed by an HMAC (under the server's secret key) of the user id, the stored
     hash and the password: no password is kept, a changed password (new stored hash) never
     matches an old entry, and failures are never remembered, so guessing still costs full price.
-    Entries expire `ttl` seconds after they were remembered, on `clock` (monotonic by default).
     """
 
     def __init__(
@@ -174,31 +223,12 @@ class VerifiedPasswords:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._key = hashlib.sha256(b"todo-verified-passwords:" + secret_key.encode()).digest()
-        self._ttl = ttl
-        self._max_entries = max_entries
-        self._clock = clock
-        self._expiry: dict[bytes, float] = {}
-
-    def _digest(self, user_id: int, password_hash: str, password: str) -> bytes:
-        message = f"{user_id}\x00{password_hash}\x00{password}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        self._memory = SecretKeyedMemory[bool](
+            secret_key, "verified-passwords", ttl, max_entries, clock
+        )
 
     def check(self, user_id: int, password_hash: str, password: str) -> bool:
-        digest = self._digest(user_id, password_hash, password)
-        expires = self._expiry.get(digest)
-        if expires is None:
-            return False
-        if expires < self._clock():
-            del self._expiry[digest]
-            return False
-        return True
+        return self._memory.recall(user_id, password_hash, password) is not None
 
     def remember(self, user_id: int, password_hash: str, password: str) -> None:
-        if len(self._expiry) >= self._max_entries:
-            now = self._clock()
-            self._expiry = {k: v for k, v in self._expiry.items() if v >= now}
-            if len(self._expiry) >= self._max_entries:
-                self._expiry.clear()
-        digest = self._digest(user_id, password_hash, password)
-        self._expiry[digest] = self._clock() + self._ttl
+        self._memory.remember(True, user_id, password_hash, password)

@@ -17,7 +17,6 @@ reading when the response ended, and a client reusing that connection would then
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from http import HTTPStatus
 
@@ -124,38 +123,52 @@ class ErrorReplies:
         return error_reply(500, "the server failed to handle this request")
 
 
-async def _receive_body() -> None:
-    """Take in the rest of the request body before answering with an error.
+async def _receive_body() -> bool:
+    """Take in the rest of the request body before answering with an error; whether all of it
+    came (or there was none).
 
     An error raised before the handler read the body (a 401, 429 or 503 from a hook) can finish
     the response before hypercorn has read the whole request; hypercorn then closes the
-    connection without a `Connection: close`, and a client that sends its next request on it
-    gets no response at all. Bodies are small (TODO_MAX_BODY_BYTES); a client that stalls its
-    body gets its answer after a second anyway."""
+    connection, and a client that sends its next request on it gets no response at all. Bodies
+    are small (TODO_MAX_BODY_BYTES); a client that stalls its body gets its answer after a
+    second anyway, with `Connection: close` (see `_closing_unless`)."""
     if not has_request_context():
-        return
+        return True
     chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
     if not (request.content_length or chunked):
-        return
-    with contextlib.suppress(Exception):  # too large (413), timed out, client gone
+        return True
+    try:
         await asyncio.wait_for(request.get_data(), _BODY_WAIT_SECONDS)
+    except Exception:  # too large (413), timed out, client gone
+        return False
+    return True
+
+
+def _closing_unless(body_read: bool, response: Response) -> Response:
+    """A response sent before the whole request body came in says `Connection: close`:
+    hypercorn closes such a connection, and a client told so opens a new one for its next
+    request instead of losing it on this one."""
+    if not body_read:
+        response.headers["Connection"] = "close"
+    return response
 
 
 def register_error_handlers(app: Quart, replies: ErrorReplies) -> None:
     @app.errorhandler(TodoError)
     async def _ours(error: TodoError) -> Response:
-        await _receive_body()
-        return as_response(replies.reply_for(error))
+        body_read = await _receive_body()
+        return _closing_unless(body_read, as_response(replies.reply_for(error)))
 
     @app.errorhandler(HTTPException)
     async def _http_error(error: HTTPException) -> Response:
-        if error.code != 413:  # the body too large to take in is the error
-            await _receive_body()
+        # A body too large to take in is the error itself: it is never read to the end.
+        body_read = error.code != 413 and await _receive_body()
         status = error.code or 500
         kept = {k: v for k, v in error.get_headers() if k in _KEPT_HEADERS}
-        return error_response(status, error.description or HTTPStatus(status).description, kept)
+        response = error_response(status, error.description or HTTPStatus(status).description, kept)
+        return _closing_unless(body_read, response)
 
     @app.errorhandler(Exception)
     async def _unexpected(error: Exception) -> Response:
-        await _receive_body()
-        return as_response(replies.reply_for(error))
+        body_read = await _receive_body()
+        return _closing_unless(body_read, as_response(replies.reply_for(error)))

@@ -34,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import hmac
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,7 +43,7 @@ from prometheus_client import Counter
 from todo_api.auth import Credentials, Principal
 from todo_api.resources import Database
 from todo_common.exceptions import APIError
-from todo_common.security import VerifiedPasswords, verify_password
+from todo_common.security import SecretKeyedMemory, VerifiedPasswords, verify_password
 
 PASSWORD_CHECKS = Counter(
     "todo_password_checks_total",
@@ -65,9 +64,9 @@ BeforeHashing = Callable[[], Awaitable[None]]
 
 
 class KnownLogins:
-    """Credentials that passed a password check recently, by an HMAC (under the server's secret
-    key) of the username and password: no password is kept, and only an exact match is found.
-    Entries expire `ttl` seconds after they were remembered; at most `max_entries` are kept."""
+    """Credentials that passed a password check recently: their user id and password version,
+    found by the exact username and password only (see `SecretKeyedMemory`: no password is
+    kept), for `ttl` seconds."""
 
     def __init__(
         self,
@@ -76,38 +75,19 @@ class KnownLogins:
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._key = hashlib.sha256(b"todo-known-logins:" + secret_key.encode()).digest()
-        self._ttl = ttl
-        self._max_entries = max_entries
-        self._clock = clock
-        self._logins: dict[bytes, tuple[Principal, float]] = {}
-
-    def _digest(self, username: str, password: str) -> bytes:
-        message = f"{username}\x00{password}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).digest()
+        self._memory = SecretKeyedMemory[Principal](
+            secret_key, "known-logins", ttl, max_entries, clock
+        )
 
     def recall(self, username: str, password: str) -> Principal | None:
-        digest = self._digest(username, password)
-        known = self._logins.get(digest)
-        if known is None:
-            return None
-        principal, expires = known
-        if expires < self._clock():
-            del self._logins[digest]
-            return None
-        return principal
+        return self._memory.recall(username, password)
 
     def remember(self, username: str, password: str, principal: Principal) -> None:
-        if len(self._logins) >= self._max_entries:
-            now = self._clock()
-            self._logins = {k: v for k, v in self._logins.items() if v[1] >= now}
-            if len(self._logins) >= self._max_entries:
-                self._logins.clear()
-        self._logins[self._digest(username, password)] = (principal, self._clock() + self._ttl)
+        self._memory.remember(principal, username, password)
 
     def forget_user(self, user_id: int) -> None:
         """Every login of this user (its password changed, or it is gone)."""
-        self._logins = {k: v for k, v in self._logins.items() if v[0].user_id != user_id}
+        self._memory.forget_where(lambda principal: principal.user_id == user_id)
 
 
 class PasswordChecker:
