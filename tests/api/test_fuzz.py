@@ -120,9 +120,25 @@ def _legacy_node_id(request: pytest.FixtureRequest) -> None:
 schema = schemathesis.pytest.from_fixture("fuzz_schema")
 
 
+def _refused_by_the_http_parser(response: Any) -> bool:
+    """hypercorn's own answer to bytes that are not an HTTP/1.1 request (say, a generated
+    `Content-Length: ; o`): a bare 400 that never reached the app. Every answer of the app is
+    JSON with a Content-Type, so nothing of ours can pass for it."""
+    headers = {name.lower(): value for name, value in response.headers.items()}
+    return (
+        response.status_code == 400
+        and not response.content
+        and "content-type" not in headers
+        and headers.get("connection") in (["close"], "close")
+    )
+
+
 @schema.parametrize()
 def test_every_operation_keeps_the_contract(case: schemathesis.Case[Any]) -> None:
-    case.call_and_validate()
+    response = case.call()
+    if _refused_by_the_http_parser(response):
+        return  # outside the app's contract (README: "What the HTTP layer answers itself")
+    case.validate_response(response)
 
 
 def test_workflows_keep_the_contract(
