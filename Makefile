@@ -29,6 +29,7 @@ KUBECTL_LAYER_SHA256 := af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21
 # Images and the kind loop (these need docker and kind on PATH).
 TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 KIND ?= kind
+DOCKER ?= docker
 KIND_CLUSTER ?= todo
 KIND_CONTEXT := kind-$(KIND_CLUSTER)
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
@@ -128,9 +129,18 @@ fmt: install ## format and auto-fix with ruff
 clean: ## remove the venv, caches and the local SQLite database
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache .todo-state todo.sqlite3 todo.sqlite3-*
 
-image: ## docker build the api, worker and scheduler images, tagged TAG (default: the git revision)
+# The Dockerfile needs BuildKit: through buildx where the docker CLI has it, else the client built
+# into docker CLIs before 23 (Debian's docker.io). A newer CLI without buildx cannot: say so.
+image: ## docker build the api, worker and scheduler images, tagged TAG (DOCKER=path for another CLI)
+	@client=$$($(DOCKER) --version 2>/dev/null | sed -n 's/^Docker version \([0-9][0-9.]*\).*/\1/p'); \
+	[ -n "$$client" ] || { echo "image: $(DOCKER) does not run (DOCKER=path picks another CLI)"; exit 1; }; \
+	if $(DOCKER) buildx version >/dev/null 2>&1; then build="$(DOCKER) buildx build --load"; \
+	elif [ "$${client%%.*}" -lt 23 ] 2>/dev/null; then build="$(DOCKER) build"; export DOCKER_BUILDKIT=1; \
+	else echo "image: docker $$client ($(DOCKER)) has no buildx plugin, which it needs for BuildKit:" \
+	    "install docker-buildx, or use Debian's docker.io (make image DOCKER=/usr/bin/docker)"; exit 1; fi; \
 	for service in $(SERVICES); do \
-	    docker build -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) . \
+	    echo "$$build -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) ."; \
+	    $$build -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) . \
 	    || exit 1; \
 	done
 

@@ -25,6 +25,17 @@ def test_dockerfile_passes_hadolint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_the_dockerfile_needs_no_frontend_image() -> None:
+    """A `# syntax=` parser directive makes every build pull that frontend image from a
+    registry first: an offline build fails before its first step."""
+    directives = []
+    for line in DOCKERFILE.read_text().splitlines():
+        if not line.startswith("#"):
+            break  # parser directives come only before the first instruction or blank line
+        directives += re.findall(r"^#\s*syntax\s*=\s*(\S+)", line, re.IGNORECASE)
+    assert directives == []
+
+
 def test_every_service_has_a_target_running_as_a_numeric_non_root_user() -> None:
     stages = parse_stages()
     runtime = dict(stages["runtime"].steps)
