@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import BIN, clean_env, free_port
 from todo_common.metrics import Heartbeat, start_metrics_server
 
 
@@ -44,3 +48,34 @@ def test_healthz_follows_the_heartbeat() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("service", ["todo-api", "todo-worker", "todo-scheduler"])
+def test_a_metrics_folder_it_cannot_write_stops_the_service_with_one_line(
+    service: str, tmp_path: Path
+) -> None:
+    """As in a container whose read-only root has no writable volume at the metrics folder:
+    the service runs as a user (here nobody) that cannot write the folder."""
+    if os.getuid() != 0:
+        pytest.skip("running the service as another user needs root")
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    tmp_path.chmod(0o755)
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(BIN / service)],
+        env=clean_env(
+            PROMETHEUS_MULTIPROC_DIR=str(folder),
+            TODO_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'x.sqlite3'}",
+            TODO_STATE_DIR=str(tmp_path / "state"),
+            PYTHONDONTWRITEBYTECODE="1",
+        ),
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"PROMETHEUS_MULTIPROC_DIR={folder}" in lines[0]
+    assert "Permission denied" in lines[0]

@@ -24,17 +24,27 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def prepare_multiprocess_dir(service: str) -> Path:
-    """Point PROMETHEUS_MULTIPROC_DIR at an empty folder (a fresh temp one if unset, removed when
-    this process exits)."""
+    """Point PROMETHEUS_MULTIPROC_DIR at an empty, writable folder (a fresh temp one if unset,
+    removed when this process exits); exit with one line if the configured one is not."""
     configured = os.environ.get(MULTIPROC_ENV)
     if configured:
         folder = Path(configured)
-        folder.mkdir(parents=True, exist_ok=True)
-        for entry in folder.iterdir():
-            if entry.is_dir():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for entry in folder.iterdir():
+                if entry.is_dir():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            # Every metric is a file here: a folder we cannot write fails now, in one line,
+            # not at the first request (a container's read-only root, a volume of another UID).
+            (folder / f".probe-{os.getpid()}").touch()
+            (folder / f".probe-{os.getpid()}").unlink()
+        except OSError as error:
+            raise SystemExit(
+                f"todo-{service}: {MULTIPROC_ENV}={configured} must be a folder this process "
+                f"can write ({error.strerror or error}); mount a writable volume there"
+            ) from None
     else:
         folder = Path(tempfile.mkdtemp(prefix=f"todo-{service}-metrics-"))
         os.environ[MULTIPROC_ENV] = str(folder)
