@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from sqlalchemy.exc import DBAPIError
 
 from todo_common.db import create_engine, create_sessionmaker, translate_database_errors
-from todo_common.exceptions import DatabaseUnavailable, UserExistsError
+from todo_common.exceptions import DatabaseUnavailable, SchemaNotReady, UserExistsError
 from todo_common.logs import configure_logging
 from todo_common.migrate import upgrade_database, wait_for_head
 from todo_common.settings import Settings, load_settings
@@ -82,10 +82,10 @@ async def _migrate(settings: Settings, wait: float) -> str:
     return f"database schema upgraded from {before or 'empty'} to {after}"
 
 
-async def _wait_for_migrations(settings: Settings, timeout: float) -> str:
+async def _wait_for_migrations(settings: Settings, wait: float) -> str:
     try:
-        head = await wait_for_head(settings, timeout)
-    except TimeoutError as error:
+        head = await wait_for_head(settings, wait)
+    except SchemaNotReady as error:
         raise CommandError(str(error)) from error
     except DBAPIError as error:  # a wrong password, no such database
         raise CommandError(f"cannot read the schema revision ({_reason(error)})") from error

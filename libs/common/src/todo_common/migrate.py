@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from todo_common.db import create_engine, translate_database_errors
-from todo_common.exceptions import DatabaseUnavailable
+from todo_common.exceptions import DatabaseUnavailable, SchemaNotReady
 from todo_common.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -99,14 +99,14 @@ async def upgrade_database(settings: Settings, wait: float = 0) -> tuple[str | N
     return before, after  # todoctl says what happened, in one line
 
 
-async def wait_for_head(settings: Settings, timeout: float) -> str:
+async def wait_for_head(settings: Settings, wait: float) -> str:
     """Poll the database until its revision is the code's head; return the head. Only reads:
     nothing is created or migrated. An unreachable database or another revision is waited on, for
-    up to `timeout` seconds; then `TimeoutError` says what was seen last. A real error (a wrong
+    up to `wait` seconds; then `SchemaNotReady` says what was seen last. A real error (a wrong
     password, no such database) is raised at once: waiting would not mend it."""
     head = head_revision()
     engine = create_engine(settings)
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait
     delay = 0.25
     logged = None
     try:
@@ -121,7 +121,7 @@ async def wait_for_head(settings: Settings, timeout: float) -> str:
                 seen = f"database unreachable ({error})"
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"{seen}; gave up after {timeout:g}s")
+                raise SchemaNotReady(f"{seen}; gave up after {wait:g}s")
             if seen != logged:  # one line per change, not one per poll
                 log.info("waiting for migrations", seen=seen)
                 logged = seen
