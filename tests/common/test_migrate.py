@@ -1,10 +1,12 @@
 """Migrations: from empty to head on both databases, idempotent, safe to run concurrently,
-and working from an installed wheel (not only from the source tree)."""
+and working from an installed wheel (not only from the source tree); `todoctl wait-for-migrations`
+waits for someone else's migration and never migrates itself."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 import zipfile
 from pathlib import Path
 
@@ -182,3 +184,117 @@ def test_todo_counts_are_backfilled(backend: str, databases: DatabaseFactory) ->
             await engine.dispose()
 
     assert asyncio.run(run()) == {"a": 3, "c": 2}
+
+
+def _wait_for_migrations(url: str, timeout: float) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(BIN / "todoctl"), "wait-for-migrations", "--timeout", f"{timeout:g}"],
+        env=clean_env(TODO_DATABASE_URL=url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _upgrade_to(url: str, revision: str) -> None:
+    from alembic import command
+
+    from todo_common.migrate import alembic_config
+
+    async def run() -> None:
+        engine = create_engine(Settings(database_url=url))
+        try:
+            async with engine.begin() as connection:
+
+                def upgrade(sync: object) -> None:
+                    config = alembic_config()
+                    config.attributes["connection"] = sync
+                    command.upgrade(config, revision)
+
+                await connection.run_sync(upgrade)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+
+
+def _one_failure_line(stderr: str) -> str:
+    """The one `todoctl:` line (the log lines before it say what was waited on)."""
+    failures = [line for line in stderr.splitlines() if line.startswith("todoctl:")]
+    assert len(failures) == 1, stderr
+    assert stderr.strip().splitlines()[-1] == failures[0], stderr
+    return failures[0]
+
+
+def test_wait_for_migrations_gives_up_on_an_empty_database_and_creates_nothing(
+    postgres: str, databases: DatabaseFactory
+) -> None:
+    url = databases.create("postgres", migrate=False)
+    run = _wait_for_migrations(url, 1)
+    out, err = run.communicate(timeout=60)
+
+    assert run.returncode == 1
+    assert out == ""
+    line = _one_failure_line(err)
+    assert line == f"todoctl: schema at empty, code needs {head_revision()}; gave up after 1s"
+    assert _tables(url) == set()  # it only read: not even alembic_version
+
+
+def test_wait_for_migrations_gives_up_on_an_older_revision(
+    backend: str, databases: DatabaseFactory
+) -> None:
+    from alembic.script import ScriptDirectory
+
+    from todo_common.migrate import alembic_config
+
+    url = databases.create(backend, migrate=False)
+    head = head_revision()
+    assert head is not None
+    older = ScriptDirectory.from_config(alembic_config()).get_revision(head).down_revision
+    assert isinstance(older, str)
+    _upgrade_to(url, older)
+
+    run = _wait_for_migrations(url, 1)
+    _, err = run.communicate(timeout=60)
+
+    assert run.returncode == 1, err
+    line = _one_failure_line(err)
+    assert line == f"todoctl: schema at {older}, code needs {head}; gave up after 1s"
+    assert asyncio.run(upgrade_database(Settings(database_url=url))) == (older, head)  # untouched
+
+
+def test_wait_for_migrations_waits_for_an_unreachable_database() -> None:
+    started = time.monotonic()
+    run = _wait_for_migrations("postgresql+asyncpg://postgres@127.0.0.1:1/none", 2)
+    _, err = run.communicate(timeout=60)
+
+    assert run.returncode == 1
+    assert time.monotonic() - started >= 2  # retried for the whole timeout, not failed at once
+    assert _one_failure_line(err).startswith("todoctl: database unreachable (")
+
+
+def test_wait_for_migrations_exits_0_once_migrate_has_run(
+    postgres: str, databases: DatabaseFactory
+) -> None:
+    url = databases.create("postgres", migrate=False)
+    waiting = _wait_for_migrations(url, 60)
+    try:
+        time.sleep(1.5)
+        assert waiting.poll() is None, waiting.communicate()  # still waiting: nothing migrated
+        assert _tables(url) == set()
+
+        migrate = subprocess.run(
+            [str(BIN / "todoctl"), "migrate", "--wait", "10"],
+            env=clean_env(TODO_DATABASE_URL=url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert migrate.returncode == 0, migrate.stderr
+        assert "upgraded from empty" in migrate.stdout  # the waiter had migrated nothing
+
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+    assert waiting.returncode == 0, err
+    assert out.strip() == f"database schema at {head_revision()}, the code's newest migration"

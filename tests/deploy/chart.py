@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "helm" / "todo"
 PRODUCTION_VALUES = CHART / "ci" / "production-values.yaml"
 MINIMAL_VALUES = CHART / "ci" / "minimal-values.yaml"
+GITOPS_VALUES = CHART / "ci" / "gitops-values.yaml"  # layered on PRODUCTION_VALUES
 RELEASE = "todo"
 
 Manifest = dict[str, Any]
@@ -71,8 +72,15 @@ def pod_spec(workload: Manifest) -> dict[str, Any]:
 
 
 def containers(workload: Manifest) -> list[dict[str, Any]]:
+    """Every container of the pod, init containers first."""
     spec = pod_spec(workload)
     return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+def main_container(workload: Manifest) -> dict[str, Any]:
+    """The pod's one long-running container (not its init containers)."""
+    (container,) = pod_spec(workload)["containers"]
+    return dict(container)
 
 
 def workloads(manifests: list[Manifest]) -> list[Manifest]:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.chart import (
+    GITOPS_VALUES,
     MINIMAL_VALUES,
     PRODUCTION_VALUES,
     ROOT,
@@ -19,6 +20,7 @@ from tests.deploy.chart import (
     component,
     container_env,
     containers,
+    main_container,
     of_kind,
     pod_spec,
     render,
@@ -28,7 +30,12 @@ from tests.deploy.dockerfile import parse_stages
 from todo_common.celery_app import TASK_TIME_LIMIT
 from todo_common.settings import Settings
 
-VALUES = {"default": (), "production": (PRODUCTION_VALUES,), "minimal": (MINIMAL_VALUES,)}
+VALUES = {
+    "default": (),
+    "production": (PRODUCTION_VALUES,),
+    "minimal": (MINIMAL_VALUES,),
+    "gitops": (PRODUCTION_VALUES, GITOPS_VALUES),
+}
 SETTINGS = {f"TODO_{name.upper()}" for name in Settings.model_fields}
 # Endpoints the worker's and scheduler's metrics server answers (todo_common.metrics).
 METRICS_SERVER_PATHS = {"/metrics", "/healthz"}
@@ -86,7 +93,7 @@ def test_every_setting_is_a_settings_field(manifests: list[Manifest]) -> None:
 
 def test_the_settings_load_in_production_mode(manifests: list[Manifest]) -> None:
     api = component(manifests, "Deployment", "api")
-    env = container_env(manifests, containers(api)[0])
+    env = container_env(manifests, main_container(api))
     # Values kept in secrets the chart does not render stand in as plausible ones.
     stand_ins = {
         "secret_key": "s" * 40,
@@ -118,7 +125,7 @@ def test_api_probes_hit_real_routes_on_the_bound_port(manifests: list[Manifest])
     from todo_api.app import create_app
 
     rules = {rule.rule for rule in create_app(Settings()).url_map.iter_rules()}
-    (container,) = containers(component(manifests, "Deployment", "api"))
+    container = main_container(component(manifests, "Deployment", "api"))
     bind = container["command"][container["command"].index("--bind") + 1]
     for probe in ("livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
@@ -132,7 +139,7 @@ def test_api_probes_hit_real_routes_on_the_bound_port(manifests: list[Manifest])
 def test_worker_and_scheduler_probes_hit_their_metrics_server(
     manifests: list[Manifest], name: str
 ) -> None:
-    (container,) = containers(component(manifests, "Deployment", name))
+    container = main_container(component(manifests, "Deployment", name))
     env = container_env(manifests, container)
     get = container["livenessProbe"]["httpGet"]
     assert get["path"] in METRICS_SERVER_PATHS
@@ -149,7 +156,7 @@ def test_the_scheduler_cannot_scale(manifests: list[Manifest]) -> None:
 
 def test_shutdown_fits_the_grace_periods(manifests: list[Manifest]) -> None:
     api = component(manifests, "Deployment", "api")
-    (container,) = containers(api)
+    container = main_container(api)
     env = container_env(manifests, container)
     pause = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pause[0] == "sleep"
@@ -208,3 +215,28 @@ def test_templates_are_one_resource_per_file_in_component_folders() -> None:
     helpers = (templates / "_helpers.tpl").read_text()
     names = re.findall(r'define "([^"]+)"', helpers)
     assert names and all(name.startswith("todo.") for name in names)
+
+
+def test_every_todoctl_command_is_a_subcommand_with_those_options(
+    manifests: list[Manifest],
+) -> None:
+    """`todoctl SUBCOMMAND --option VALUE` in the chart parses (the migrations Job's, and with
+    useHooks=false the pods' wait-for-migrations init containers)."""
+    from todo_common.cli import _parser
+
+    commands = {
+        tuple(container["command"])
+        for workload in workloads(manifests)
+        for container in containers(workload)
+        if container.get("command", [""])[0] == "todoctl"
+    }
+    assert commands
+    plain_jobs = [
+        job
+        for job in of_kind(manifests, "Job")
+        if "helm.sh/hook" not in (job["metadata"].get("annotations") or {})
+    ]
+    if plain_jobs:  # useHooks=false: the pods wait for the Job
+        assert ("todoctl", "wait-for-migrations", "--timeout", "300") in commands, commands
+    for command in commands:
+        _parser().parse_args(command[1:])  # SystemExit(2) on an unknown subcommand or option

@@ -1,11 +1,13 @@
 """The chart's own commands and environment, run as local processes against the local PostgreSQL
 and Redis: the migrations job, then api, worker and scheduler. The api becomes ready, a todo's
-views get flushed by worker and scheduler, and SIGTERM ends each one cleanly within its grace."""
+views get flushed by worker and scheduler, and SIGTERM ends each one cleanly within its grace.
+Without hooks, the pods' wait-for-migrations init containers wait for the migrations job."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,20 +15,34 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy.chart import Manifest, component, container_env, containers, pod_spec, render
+from tests.deploy.chart import (
+    Manifest,
+    component,
+    container_env,
+    main_container,
+    pod_spec,
+    render,
+)
 from tests.support.databases import DatabaseFactory
 from tests.support.servers import BIN, add_user, clean_env, free_port, wait_until
+from todo_common.migrate import head_revision
 
 
 class LocalPod:
     """One of the chart's containers as a local process: hosts, ports and folders rewritten."""
 
-    def __init__(self, manifests: list[Manifest], workload: Manifest, folder: Path) -> None:
-        (self.container,) = containers(workload)
+    def __init__(
+        self,
+        manifests: list[Manifest],
+        workload: Manifest,
+        folder: Path,
+        container: dict[str, Any] | None = None,
+    ) -> None:
+        self.container = container or main_container(workload)
         self.name = self.container["name"]
         self.grace = int(pod_spec(workload).get("terminationGracePeriodSeconds", 30))
         self.env = container_env(manifests, self.container)
-        self.folder = folder / self.name
+        self.folder = folder / workload["metadata"]["name"] / self.name
         self.folder.mkdir(parents=True)
         self.argv = [str(BIN / self.container["command"][0]), *self.container["command"][1:]]
         self.ports: dict[int, int] = {}  # the chart's port -> the local one
@@ -145,3 +161,43 @@ def test_chart_commands_migrate_serve_flush_and_stop(
     assert codes == {"api": 0, "worker": 0, "scheduler": 0}, {
         local.name: local.log()[-2000:] for local in pods
     }
+
+
+@pytest.mark.timeout(120)
+def test_without_hooks_the_init_containers_wait_for_the_migrations_job(
+    postgres: str, redis_url: str, databases: DatabaseFactory, tmp_path: Path
+) -> None:
+    manifests = render(sets=("migrations.useHooks=false",))
+    database_url = databases.create("postgres", migrate=False)
+    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
+
+    def local(workload: Manifest, container: dict[str, Any] | None = None) -> LocalPod:
+        pod = LocalPod(manifests, workload, tmp_path, container)
+        pod.localize(database_url, redis_url, prefix)
+        return pod
+
+    waits = []
+    for name in ("api", "worker", "scheduler"):
+        deployment = component(manifests, "Deployment", name)
+        (init,) = pod_spec(deployment)["initContainers"]
+        waits.append(local(deployment, init))
+    for wait in waits:
+        wait.start()  # as the GitOps tool applies everything at once: before the Job runs
+    try:
+        time.sleep(2)
+        for wait in waits:
+            assert wait.process is not None
+            assert wait.process.poll() is None, wait.log()  # still waiting on the empty schema
+
+        migrations = local(component(manifests, "Job", "migrations"))
+        assert migrations.run(timeout=60) == 0, migrations.log()
+        assert "upgraded from empty" in migrations.log()  # the waiters migrated nothing
+
+        for wait in waits:
+            assert wait.process is not None
+            assert wait.process.wait(30) == 0, wait.log()
+            assert f"database schema at {head_revision()}" in wait.log()
+    finally:
+        for wait in waits:
+            if wait.process is not None and wait.process.poll() is None:
+                wait.process.kill()

@@ -11,17 +11,25 @@ from kubernetes_validate.utils import SchemaNotFoundError
 
 from tests.deploy.chart import (
     CHART,
+    GITOPS_VALUES,
     MINIMAL_VALUES,
     PRODUCTION_VALUES,
     component,
+    container_env,
     containers,
     helm,
     of_kind,
+    pod_spec,
     render,
 )
 
 KUBERNETES_VERSIONS = ("1.29.0", "1.35.0")
-VALUES = {"default": (), "production": (PRODUCTION_VALUES,), "minimal": (MINIMAL_VALUES,)}
+VALUES = {
+    "default": (),
+    "production": (PRODUCTION_VALUES,),
+    "minimal": (MINIMAL_VALUES,),
+    "gitops": (PRODUCTION_VALUES, GITOPS_VALUES),
+}
 # Custom resources (the Prometheus operator's) have no schema in kubernetes-validate.
 CUSTOM_GROUPS = ("monitoring.coreos.com/",)
 
@@ -95,3 +103,41 @@ def test_migrations_can_run_without_hooks() -> None:
     )
     hooks = hooked[0]["metadata"]["annotations"]["helm.sh/hook"]
     assert set(hooks.split(",")) == {"pre-install", "pre-upgrade"}
+
+
+DEPLOYMENTS = ("api", "worker", "scheduler")
+# The settings the init container needs to load Settings and read the schema, as the main one has.
+DATABASE_ENV = ("TODO_DATABASE_URL", "DATABASE_PASSWORD", "TODO_SECRET_KEY", "TODO_ENV")
+
+
+@pytest.mark.parametrize("values", ["default", "gitops"])
+def test_without_hooks_the_pods_wait_for_the_migrations(values: str) -> None:
+    manifests = render(*VALUES[values], sets=("migrations.useHooks=false",))
+    timeout = "300" if values == "gitops" else "600"
+    for name in DEPLOYMENTS:
+        spec = pod_spec(component(manifests, "Deployment", name))
+        (wait,) = spec["initContainers"]
+        (main,) = spec["containers"]
+        assert wait["name"] == "wait-for-migrations"
+        assert wait["command"] == ["todoctl", "wait-for-migrations", "--timeout", timeout]
+        assert wait["image"] == main["image"]
+        assert wait["imagePullPolicy"] == main["imagePullPolicy"]
+        assert wait["envFrom"] == main["envFrom"]
+        wait_env, main_env = container_env(manifests, wait), container_env(manifests, main)
+        assert wait_env["TODO_DATABASE_URL"].startswith("postgresql+asyncpg://")
+        for variable in DATABASE_ENV:
+            assert wait_env.get(variable) == main_env.get(variable), (name, variable)
+        assert wait["securityContext"] == main["securityContext"]
+        assert wait["volumeMounts"] == main["volumeMounts"]
+        limits = wait["resources"]["limits"]
+        assert limits["memory"] == "128Mi" and limits["cpu"] == "200m"
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [(), ("migrations.useHooks=true",), ("migrations.useHooks=false", "migrations.enabled=false")],
+)
+def test_with_hooks_or_without_migrations_the_pods_do_not_wait(sets: tuple[str, ...]) -> None:
+    manifests = render(sets=sets)
+    for name in DEPLOYMENTS:
+        assert "initContainers" not in pod_spec(component(manifests, "Deployment", name))

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from sqlalchemy.exc import DBAPIError
 
 from todo_common.db import create_engine, create_sessionmaker, translate_database_errors
-from todo_common.exceptions import DatabaseUnavailable, UserExistsError
+from todo_common.exceptions import DatabaseUnavailable, SchemaNotReady, UserExistsError
 from todo_common.logs import configure_logging
-from todo_common.migrate import upgrade_database
+from todo_common.migrate import upgrade_database, wait_for_head
 from todo_common.settings import Settings, load_settings
 from todo_common.users import change_password, check_username, create_user
 
@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument(
         "--wait", type=float, default=0, metavar="SECONDS", help="how long to wait for the DB"
+    )
+    wait = commands.add_parser(
+        "wait-for-migrations",
+        help="wait until the schema is at the code's newest migration (never migrates)",
+    )
+    wait.add_argument(
+        "--timeout", type=float, default=300, metavar="SECONDS", help="how long to wait"
     )
     adduser = commands.add_parser("adduser", help="register a user")
     adduser.add_argument("name")
@@ -73,6 +80,16 @@ async def _migrate(settings: Settings, wait: float) -> str:
     if before == after:
         return f"database schema already at {after}"
     return f"database schema upgraded from {before or 'empty'} to {after}"
+
+
+async def _wait_for_migrations(settings: Settings, wait: float) -> str:
+    try:
+        head = await wait_for_head(settings, wait)
+    except SchemaNotReady as error:
+        raise CommandError(str(error)) from error
+    except DBAPIError as error:  # a wrong password, no such database
+        raise CommandError(f"cannot read the schema revision ({_reason(error)})") from error
+    return f"database schema at {head}, the code's newest migration"
 
 
 def _reason(error: DBAPIError) -> str:
@@ -130,6 +147,8 @@ def run(argv: Sequence[str] | None = None) -> str:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     if args.command in ("createdb", "migrate"):
         return asyncio.run(_migrate(settings, getattr(args, "wait", 0)))
+    if args.command == "wait-for-migrations":
+        return asyncio.run(_wait_for_migrations(settings, args.timeout))
     problem = check_username(args.name)
     if problem:
         raise CommandError(problem)

@@ -12,6 +12,7 @@ TodoError                      anything of ours that a caller may handle
 ├── CredentialsRevoked         no user has this id and password version any more: a token
 │                              older than a password change, or its user is gone (401)
 ├── UserExistsError            a user with that name is already registered
+├── SchemaNotReady             the schema did not reach the code's newest migration in time
 ├── InvalidTokenError          a token that is malformed, forged, of the wrong type or expired
 └── APIError                   an HTTP answer to give now: status, message, headers
 ```
@@ -76,6 +77,10 @@ class CredentialsRevoked(TodoError):
 
 class UserExistsError(TodoError):
     """A user with that name is already registered."""
+
+
+class SchemaNotReady(TodoError):
+    """`todoctl wait-for-migrations` gave up: the message says what it saw last."""
 
 
 class InvalidTokenError(TodoError):

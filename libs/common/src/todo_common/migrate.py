@@ -1,8 +1,10 @@
-"""Bring the database schema to the newest migration, safely from many processes at once.
+"""Bring the database schema to the newest migration, safely from many processes at once, or
+wait for someone else to.
 
 Used by `todoctl migrate` / `todoctl createdb` and by the tests. On PostgreSQL a session-level
 advisory lock serializes concurrent runs (several pods starting together); the second run finds the
-schema current and does nothing.
+schema current and does nothing. `todoctl wait-for-migrations` (the pods' init container when the
+migrations Job is not a hook) only reads the revision: it never migrates.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from todo_common.db import create_engine, translate_database_errors
-from todo_common.exceptions import DatabaseUnavailable
+from todo_common.exceptions import DatabaseUnavailable, SchemaNotReady
 from todo_common.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -95,3 +97,35 @@ async def upgrade_database(settings: Settings, wait: float = 0) -> tuple[str | N
     finally:
         await engine.dispose()
     return before, after  # todoctl says what happened, in one line
+
+
+async def wait_for_head(settings: Settings, wait: float) -> str:
+    """Poll the database until its revision is the code's head; return the head. Only reads:
+    nothing is created or migrated. An unreachable database or another revision is waited on, for
+    up to `wait` seconds; then `SchemaNotReady` says what was seen last. A real error (a wrong
+    password, no such database) is raised at once: waiting would not mend it."""
+    head = head_revision()
+    engine = create_engine(settings)
+    deadline = time.monotonic() + wait
+    delay = 0.25
+    logged = None
+    try:
+        while True:
+            try:
+                async with translate_database_errors(), engine.connect() as connection:
+                    current = await connection.run_sync(current_revision)
+                if current == head:
+                    return str(head)
+                seen = f"schema at {current or 'empty'}, code needs {head}"
+            except DatabaseUnavailable as error:
+                seen = f"database unreachable ({error})"
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SchemaNotReady(f"{seen}; gave up after {wait:g}s")
+            if seen != logged:  # one line per change, not one per poll
+                log.info("waiting for migrations", seen=seen)
+                logged = seen
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 2.0)
+    finally:
+        await engine.dispose()

@@ -82,3 +82,35 @@ new Job, and the old one is pruned.
 {{- printf "%s-%s" $base (include "todo.migrations.podTemplate" . | sha256sum | trunc 8) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The initContainers of a component's pods (dict "root" $ "component" "api"): with useHooks=false
+the migrations Job is a plain Job that runs beside the new pods, so they first wait, with their own
+image and settings, until the schema is at the code's newest migration (`todoctl
+wait-for-migrations`, which only reads). Nothing with useHooks=true: the hook has run already.
+*/}}
+{{- define "todo.migrations.initContainers" -}}
+{{- $m := .root.Values.migrations }}
+{{- if and $m.enabled (not $m.useHooks) }}
+initContainers:
+  - name: wait-for-migrations
+    image: {{ include "todo.image" . }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    command:
+      - todoctl
+      - wait-for-migrations
+      - --timeout
+      - {{ $m.waitTimeoutSeconds | toString | quote }}
+    envFrom:
+      - configMapRef:
+          name: {{ include "todo.configMapName" .root }}
+    env:
+      {{- include "todo.env" (dict "root" .root "secretName" (include "todo.secretName" .root)) | trim | nindent 6 }}
+    resources:
+      {{- toYaml $m.waitResources | nindent 6 }}
+    securityContext:
+      {{- include "todo.containerSecurityContext" .root | nindent 6 }}
+    volumeMounts:
+      {{- include "todo.volumeMounts" .root | nindent 6 }}
+{{- end }}
+{{- end }}
