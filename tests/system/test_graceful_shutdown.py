@@ -223,13 +223,17 @@ def test_sigterm_under_load_drains_accepted_requests_and_refuses_new_ones(api: A
     # ...and the rest failed only at or after the SIGTERM, unseen by the server.
     failed = [o for o in outcomes if o.status is None or o.turned_away]
     assert all(o.ended >= sigterm_at for o in failed), failed
-    # Each client ended on a refused connection, at most one idle-connection race before it.
+    # Each client ended on a refused connection. Before it, besides at most one idle-connection
+    # race that the app saw, a client may also lose connections the kernel had completed in the
+    # listen backlog as the listener closed (reset, never accepted): the server never saw those
+    # (not logged, no row: checked below), so their clients may safely send them again.
     for prefix in [f"gs-{n}-" for n in range(STEADY_CLIENTS)] + [
         f"gs-slow-{n}-" for n in range(SLOW_CLIENTS)
     ]:
         mine = [o for o in outcomes if o.request_id.startswith(prefix)]
         unanswered = [o for o in mine if (o.status is None and not o.refused) or o.turned_away]
-        assert mine[-1].refused and len(unanswered) <= 1
+        assert mine[-1].refused
+        assert len([o for o in unanswered if o.request_id in logged]) <= 1, unanswered
     slow = [o for o in outcomes if o.request_id.startswith("gs-slow-") and o.status is not None]
     assert len(slow) == SLOW_CLIENTS and all(o.ended > sigterm_at for o in slow)
     # Answers begun during the drain tell keep-alive clients not to reuse the connection.
