@@ -151,7 +151,7 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
     """60 connections guessing from one address spend its budget at once and are then refused
     cheaply; a client elsewhere keeps its latency. It uses a user (and address) for each
     LIMIT - 1 requests, so its own windows never run out."""
-    victims = [(password_api.add_user(), fresh_address()) for _ in range(20)]
+    victims = [(password_api.add_user(), fresh_address()) for _ in range(12)]
 
     def victim_latencies(users: list[tuple[tuple[str, str], str]]) -> list[float]:
         latencies = []
@@ -168,7 +168,7 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
     for user, victim_address in victims:  # each password is verified once, then remembered
         with password_api.client(auth=user) as http:
             assert http.get(TODOS, headers={"X-Forwarded-For": victim_address}).status_code == 200
-    unloaded = statistics.median(victim_latencies(victims[:10]))
+    unloaded = statistics.median(victim_latencies(victims[:6]))
 
     flooder = fresh_address()
     password = "" if credential == "empty password" else "guess"
@@ -195,7 +195,7 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
     flooding.start()
     try:
         time.sleep(1.0)  # the flood is in full swing
-        loaded = victim_latencies(victims[10:])
+        loaded = victim_latencies(victims[6:])
     finally:
         stop.set()
         flooding.join(30)

@@ -44,7 +44,7 @@ class Load:
     all; use as a context manager (stopping waits for the requests in flight)."""
 
     def __init__(
-        self, server: ApiServer, clients: int = 4, pause: float = 0.005, timeout: float = 30
+        self, server: ApiServer, clients: int = 4, pause: float = 0.02, timeout: float = 30
     ) -> None:
         self.server = server
         self.users = [server.add_user() for _ in range(clients)]

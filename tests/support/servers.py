@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -22,8 +23,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from todo_common.db import create_engine, create_sessionmaker
+from todo_common.models import User
+from todo_common.security import hash_password
 from todo_common.settings import Settings
-from todo_common.users import create_user
 
 POSTGRES_HOST = "127.0.0.1"
 POSTGRES_PORT = 5432
@@ -158,6 +160,13 @@ class ApiServer:
         return self.process.returncode
 
 
+@functools.cache
+def password_hash(password: str) -> str:
+    """One Argon2 hash per password for the whole run: hashing costs 0.1 s of CPU on purpose, and
+    tests add hundreds of users (todoctl's and the API's own user creation are tested as such)."""
+    return hash_password(password)
+
+
 def add_user(database_url: str, name: str, password: str) -> int:
     """Register a user directly in the database; returns its id."""
 
@@ -165,7 +174,10 @@ def add_user(database_url: str, name: str, password: str) -> int:
         engine = create_engine(Settings(database_url=database_url))
         try:
             async with create_sessionmaker(engine)() as session:
-                return (await create_user(session, name, password)).id
+                user = User(username=name, password_hash=password_hash(password))
+                session.add(user)
+                await session.commit()
+                return user.id
         finally:
             await engine.dispose()
 
