@@ -13,8 +13,8 @@ WORKER_METRICS_PORT ?= 9101
 SCHEDULER_METRICS_PORT ?= 9102
 FUZZ_EXAMPLES ?= 1000
 SOAK_SECONDS ?= 600
-# make test runs the suite on this many pytest-xdist processes (0: in one process), then the
-# tests marked `serial` (timing under load, shutdown races) alone.
+# make test runs the tests marked `serial` (timing under load, shutdown races) in one process and,
+# beside them at a lower CPU priority, the rest on this many pytest-xdist processes (0: in one).
 TEST_WORKERS ?= 2
 # Tests call uv (packaging tests): make sure the one this Makefile uses is on PATH.
 export PATH := $(dir $(UV)):$(PATH)
@@ -84,8 +84,7 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	    || [ $$? -eq 130 ]  # 130: stopped by Ctrl-C, as asked
 
 test: install tools browser ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
-	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest -n $(TEST_WORKERS) -m "not serial"
-	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/pytest -m serial
+	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/python -m tests.run_suite --workers $(TEST_WORKERS)
 
 # The docs page is tested in Debian's headless Chromium (driven by Playwright; no browser download).
 browser:
