@@ -30,12 +30,14 @@ KUBECTL_LAYER_SHA256 := af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21
 TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 KIND ?= kind
 DOCKER ?= docker
+# Extra `docker build` arguments for make image, e.g. --build-arg PYTHON_IMAGE=... (other base images).
+IMAGE_BUILD_ARGS ?=
 KIND_CLUSTER ?= todo
 KIND_CONTEXT := kind-$(KIND_CLUSTER)
 INGRESS_NGINX_MANIFEST ?= https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.12.1/deploy/static/provider/kind/deploy.yaml
 SERVICES := api worker scheduler
 
-.PHONY: help install tools browser run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
+.PHONY: help install tools browser container-engine run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -83,7 +85,7 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	$(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR) \
 	    || [ $$? -eq 130 ]  # 130: stopped by Ctrl-C, as asked
 
-test: install tools browser ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
+test: install tools browser container-engine ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
 	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/python -m tests.run_suite --workers $(TEST_WORKERS)
 
 # The docs page is tested in Debian's headless Chromium (driven by Playwright; no browser download).
@@ -94,6 +96,16 @@ browser:
 	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
 	            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
 	    else echo "test: no chromium; the docs page test is skipped (sudo apt-get install chromium)"; fi; }
+
+# The container tier (tests/deploy/test_containers.py) runs its own dockerd from Debian's docker.io
+# and makes its base images with debootstrap (no registry needed).
+container-engine:
+	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	        echo "test: installing Debian's docker.io and debootstrap for the container tests"; \
+	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null || \
+	            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; }; \
+	    else echo "test: no dockerd or debootstrap; the container tests are skipped (sudo apt-get install docker.io debootstrap)"; fi; }
 
 bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + bench/results/*.json)
 	@command -v wrk >/dev/null || { \
@@ -138,8 +150,8 @@ image: ## docker build the api, worker and scheduler images, tagged TAG (DOCKER=
 	else echo "image: docker $$client ($(DOCKER)) has no buildx plugin, which it needs for BuildKit:" \
 	    "install docker-buildx, or use Debian's docker.io (make image DOCKER=/usr/bin/docker)"; exit 1; fi; \
 	for service in $(SERVICES); do \
-	    echo "$$build -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) ."; \
-	    $$build -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) . \
+	    echo "$$build $(IMAGE_BUILD_ARGS) -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) ."; \
+	    $$build $(IMAGE_BUILD_ARGS) -f deploy/docker/Dockerfile --target $$service -t todo-$$service:$(TAG) . \
 	    || exit 1; \
 	done
 
