@@ -30,7 +30,13 @@ from tests.deploy.chart import GITOPS_VALUES, Manifest, component, render
 from tests.deploy.engine import SERVICES, Engine, image_tag
 from tests.deploy.kubelet import Pod, ServiceProxy, cpus, memory_bytes
 from tests.support.databases import DatabaseFactory
-from tests.support.servers import POSTGRES_HOST, POSTGRES_PORT, free_port, wait_until
+from tests.support.servers import (
+    POSTGRES_HOST,
+    POSTGRES_PORT,
+    answers_ok,
+    free_port,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.serial, pytest.mark.timeout(1500)]
 
@@ -255,3 +261,32 @@ def test_without_hooks_the_api_waits_for_the_migrations_job(
     assert state["Running"] and state["Restarting"] is False
     status, _ = api.stop()
     assert status == 0, api.logs()[-3000:]
+
+
+@pytest.mark.usefixtures("images")
+def test_docker_run_read_only_serves_with_the_readme_writable_paths(
+    engine: Engine, databases: DatabaseFactory
+) -> None:
+    """The README's `docker run --read-only` line works as written; without its writable paths
+    the api stops at start-up with one line naming the folder it cannot write."""
+    settings = ["--env=TODO_DATABASE_URL=" + databases.create("postgres")]
+    writable = [
+        "--tmpfs=/tmp",
+        "--tmpfs=/var/run/todo/metrics:uid=10001,gid=10001",
+        "--tmpfs=/var/lib/todo:uid=10001,gid=10001",
+    ]
+    name = f"todo-readme-{uuid.uuid4().hex[:8]}"
+    run = ["run", "--network=host", "--read-only", *settings]
+    try:
+        engine.docker(*run, "--detach", f"--name={name}", *writable, image_tag("api"))
+        assert wait_until(lambda: answers_ok(f"http://127.0.0.1:{API_PORT}/readyz"), 60), (
+            engine.docker("logs", name, check=False).stderr
+        )
+        assert answers_ok(f"http://127.0.0.1:{API_PORT}/healthz")
+    finally:
+        engine.docker("rm", "--force", name, check=False)
+
+    refused = engine.docker(*run, "--rm", image_tag("api"), check=False, timeout=60)
+    assert refused.returncode != 0
+    lines = (refused.stdout + refused.stderr).strip().splitlines()
+    assert len(lines) == 1 and "PROMETHEUS_MULTIPROC_DIR" in lines[0], lines
