@@ -8,12 +8,14 @@ from typing import Any
 
 import jsonschema
 import pytest
+import yaml
 
 from tests.deploy import gateway_api
 from tests.deploy.chart import (
     CHART,
     GATEWAY_VALUES,
     PRODUCTION_VALUES,
+    ROOT,
     Manifest,
     component,
     helm,
@@ -22,6 +24,10 @@ from tests.deploy.chart import (
 )
 
 API_PREFIXES = {"/api", "/auth"}
+KIND = ROOT / "deploy" / "kind"
+KIND_GATEWAY_VALUES = (
+    KIND / "envoy-gateway-values.yaml"
+)  # make kind-deploy KIND_ROUTER=envoy-gateway
 GATEWAY = ("httpRoute.enabled=true", "httpRoute.parentRefs[0].name=eg")
 # Ingress pathType -> the HTTPRoute path match type that means the same.
 PATH_TYPES = {"Prefix": "PathPrefix", "Exact": "Exact"}
@@ -173,6 +179,7 @@ def test_the_gateway_values_attach_the_route_to_their_gateway() -> None:
     [
         pytest.param((), id="parentRef-only"),
         pytest.param((PRODUCTION_VALUES, GATEWAY_VALUES), id="gateway-values"),
+        pytest.param((KIND_GATEWAY_VALUES,), id="kind-envoy-gateway"),
     ],
 )
 def test_the_http_route_validates_against_the_crd_schema(values: tuple[Any, ...]) -> None:
@@ -201,6 +208,26 @@ def test_the_crd_schema_check_refuses_a_broken_route(where: str, bad: object) ->
     route["spec"][where] = bad
     with pytest.raises(jsonschema.ValidationError):
         validate_http_route(route)
+
+
+def test_the_kind_route_attaches_to_the_kind_gateway() -> None:
+    """deploy/kind/envoy-gateway.yaml's Gateway admits the route kind-deploy renders."""
+    documents = list(yaml.safe_load_all((KIND / "envoy-gateway.yaml").read_text()))
+    (gateway,) = [doc for doc in documents if doc["kind"] == "Gateway"]
+    (class_,) = [doc for doc in documents if doc["kind"] == "GatewayClass"]
+    assert gateway["spec"]["gatewayClassName"] == class_["metadata"]["name"]
+    manifests = render(KIND_GATEWAY_VALUES)
+    assert of_kind(manifests, "Ingress") == []
+    (parent,) = http_route(manifests)["spec"]["parentRefs"]
+    assert parent["name"] == gateway["metadata"]["name"]
+    # No namespace: the route's own, `default` where kind-deploy installs (no -n), as the Gateway's.
+    assert "namespace" not in parent
+    assert gateway["metadata"]["namespace"] == "default"
+    (listener,) = [
+        item for item in gateway["spec"]["listeners"] if item["name"] == parent["sectionName"]
+    ]
+    assert listener["protocol"] == "HTTP"
+    assert listener["allowedRoutes"]["namespaces"]["from"] == "Same"
 
 
 def test_an_http_route_without_parent_refs_is_refused_with_a_clear_message() -> None:
