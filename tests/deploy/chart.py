@@ -16,6 +16,7 @@ CHART = ROOT / "deploy" / "helm" / "todo"
 PRODUCTION_VALUES = CHART / "ci" / "production-values.yaml"
 MINIMAL_VALUES = CHART / "ci" / "minimal-values.yaml"
 GITOPS_VALUES = CHART / "ci" / "gitops-values.yaml"  # layered on PRODUCTION_VALUES
+GATEWAY_VALUES = CHART / "ci" / "gateway-values.yaml"  # layered on PRODUCTION_VALUES
 RELEASE = "todo"
 
 Manifest = dict[str, Any]

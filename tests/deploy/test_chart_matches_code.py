@@ -141,9 +141,10 @@ def test_worker_and_scheduler_probes_hit_their_metrics_server(
 ) -> None:
     container = main_container(component(manifests, "Deployment", name))
     env = container_env(manifests, container)
-    get = container["livenessProbe"]["httpGet"]
-    assert get["path"] in METRICS_SERVER_PATHS
-    assert _port(container, get["port"]) == int(env["TODO_METRICS_PORT"])
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] in METRICS_SERVER_PATHS
+        assert _port(container, get["port"]) == int(env["TODO_METRICS_PORT"])
 
 
 def test_the_scheduler_cannot_scale(manifests: list[Manifest]) -> None:

@@ -11,6 +11,7 @@ from kubernetes_validate.utils import SchemaNotFoundError
 
 from tests.deploy.chart import (
     CHART,
+    GATEWAY_VALUES,
     GITOPS_VALUES,
     MINIMAL_VALUES,
     PRODUCTION_VALUES,
@@ -29,9 +30,11 @@ VALUES = {
     "production": (PRODUCTION_VALUES,),
     "minimal": (MINIMAL_VALUES,),
     "gitops": (PRODUCTION_VALUES, GITOPS_VALUES),
+    "gateway": (PRODUCTION_VALUES, GATEWAY_VALUES),
 }
-# Custom resources (the Prometheus operator's) have no schema in kubernetes-validate.
-CUSTOM_GROUPS = ("monitoring.coreos.com/",)
+# Custom resources have no schema in kubernetes-validate: the Prometheus operator's, and the
+# Gateway API's HTTPRoute (test_chart_routing.py validates it against the CRD's own schema).
+CUSTOM_GROUPS = ("monitoring.coreos.com/", "gateway.networking.k8s.io/")
 
 
 @pytest.mark.parametrize("values", list(VALUES))

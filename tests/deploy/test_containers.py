@@ -145,8 +145,8 @@ def test_the_chart_runs_as_containers(
     for started in (api, worker, scheduler):
         assert_confined_as_declared(started)
     for started in (worker, scheduler):
-        assert started.probe("readinessProbe") is None  # no Service routes to them
-        assert wait_until(lambda p=started: p.probe("livenessProbe"), 60), started.logs()
+        for probe in ("readinessProbe", "livenessProbe"):
+            assert wait_until(lambda p=started, k=probe: p.probe(k), 60), started.logs()
 
     proxy = ServiceProxy(service_port, API_PORT)
     try:

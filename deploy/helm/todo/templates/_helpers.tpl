@@ -60,16 +60,19 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* Image reference of a component: [registry/]repository:tag. */}}
+{{/* Image reference of a component: [registry/]repository:tag[@digest]. */}}
 {{- define "todo.image" -}}
 {{- $image := .root.Values.image }}
-{{- $repository := (index .root.Values .component).image.repository }}
+{{- $component := (index .root.Values .component).image }}
 {{- $tag := default .root.Chart.AppVersion $image.tag }}
+{{- $reference := printf "%s:%s" $component.repository $tag }}
 {{- if $image.registry }}
-{{- printf "%s/%s:%s" (trimSuffix "/" $image.registry) $repository $tag }}
-{{- else }}
-{{- printf "%s:%s" $repository $tag }}
+{{- $reference = printf "%s/%s" (trimSuffix "/" $image.registry) $reference }}
 {{- end }}
+{{- with $component.digest }}
+{{- $reference = printf "%s@%s" $reference . }}
+{{- end }}
+{{- $reference }}
 {{- end }}
 
 {{/* Pod securityContext: Pod Security "restricted". */}}
@@ -321,4 +324,30 @@ to:
   - {{ toYaml . | indent 4 | trim }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The public API's path prefixes: all the Ingress and the HTTPRoute may route to the api. */}}
+{{- define "todo.apiPathPrefixes" -}}
+- /api
+- /auth
+{{- end }}
+
+{{/*
+The Ingress rules as a YAML list of {host, paths: [{path, pathType}]}: ingress.hosts, a host's
+missing paths being both API prefixes; the deprecated ingress.host, when set, is the one rule.
+*/}}
+{{- define "todo.ingress.hosts" -}}
+{{- $prefixes := list }}
+{{- range (include "todo.apiPathPrefixes" . | fromYamlArray) }}
+{{- $prefixes = append $prefixes (dict "path" . "pathType" "Prefix") }}
+{{- end }}
+{{- $hosts := .Values.ingress.hosts }}
+{{- with .Values.ingress.host }}
+{{- $hosts = list (dict "host" .) }}
+{{- end }}
+{{- $rules := list }}
+{{- range $hosts }}
+{{- $rules = append $rules (dict "host" (.host | default "") "paths" (.paths | default $prefixes)) }}
+{{- end }}
+{{- toYaml $rules }}
 {{- end }}
