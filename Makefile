@@ -15,7 +15,7 @@ FUZZ_EXAMPLES ?= 1000
 SOAK_SECONDS ?= 600
 # make test runs the tests marked `serial` (timing under load, shutdown races) in one process and,
 # beside them at a lower CPU priority, the rest on this many pytest-xdist processes (0: in one).
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 # Tests call uv (packaging tests): make sure the one this Makefile uses is on PATH.
 export PATH := $(dir $(UV)):$(PATH)
 
@@ -45,7 +45,7 @@ ENVOY_GATEWAY_CHART ?= oci://docker.io/envoyproxy/gateway-helm
 ENVOY_GATEWAY_VERSION ?= v1.10.0
 SERVICES := api worker scheduler
 
-.PHONY: help install tools browser container-engine run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
+.PHONY: help install tools test-programs run test bench profile fuzz soak lint fmt clean image kind-up kind-load kind-deploy kind-smoke kind-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -97,27 +97,15 @@ run: install ## run API, worker and scheduler on SQLite at http://127.0.0.1:5000
 	$(BIN)/honcho start --procfile deploy/local/Procfile --app-root $(CURDIR) \
 	    || [ $$? -eq 130 ]  # 130: stopped by Ctrl-C, as asked
 
-test: install tools browser container-engine ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
+test: install tools test-programs ## run the whole test suite (needs PostgreSQL and Redis on their local ports)
 	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/python -m tests.run_suite --workers $(TEST_WORKERS)
 
-# The docs page is tested in Debian's headless Chromium (driven by Playwright; no browser download).
-browser:
-	@command -v chromium >/dev/null || { \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        echo "test: installing Debian's chromium for the docs page test"; \
-	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null || \
-	            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; \
-	    else echo "test: no chromium; the docs page test is skipped (sudo apt-get install chromium)"; fi; }
-
-# The container tier (tests/deploy/test_containers.py) runs its own dockerd from Debian's docker.io
-# and makes its base images with debootstrap (no registry needed).
-container-engine:
-	@command -v dockerd >/dev/null && command -v debootstrap >/dev/null || { \
-	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	        echo "test: installing Debian's docker.io and debootstrap for the container tests"; \
-	        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null || \
-	            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; }; \
-	    else echo "test: no dockerd or debootstrap; the container tests are skipped (sudo apt-get install docker.io debootstrap)"; fi; }
+# The Debian programs the tests drive (PROGRAM:PACKAGE), installed when missing: Chromium for the
+# docs page (driven by Playwright; no browser download), and Debian's docker.io and debootstrap for
+# the container tier (its own dockerd; base images made without a registry).
+TEST_PROGRAMS := chromium:chromium dockerd:docker.io debootstrap:debootstrap
+test-programs:
+	@bash tests/debian-packages.sh $(TEST_PROGRAMS)
 
 bench: install ## benchmark the API with wrk on PostgreSQL and Redis (table + bench/results/*.json)
 	@command -v wrk >/dev/null || { \
@@ -145,7 +133,7 @@ lint: install tools $(CHECKOV_VENV)/.installed ## ruff, mypy, helm lint, checkov
 	$(CHECKOV_VENV)/bin/python deploy/helm/checkov/check_chart.py --helm $(HELM) \
 	    --checkov $(CHECKOV_VENV)/bin/checkov
 	$(BIN)/hadolint deploy/docker/Dockerfile
-	$(BIN)/shellcheck .ci/run deploy/kind/*.sh
+	$(BIN)/shellcheck .ci/run deploy/kind/*.sh tests/debian-packages.sh
 
 # Every package of checkov's venv is pinned with its hash (deploy/helm/checkov/requirements.txt),
 # on the project's Python.
