@@ -101,9 +101,10 @@ test: install tools test-programs ## run the whole test suite (needs PostgreSQL 
 	PATH="$(K8S_TOOLS):$$PATH" $(BIN)/python -m tests.run_suite --workers $(TEST_WORKERS)
 
 # The Debian programs the tests drive (PROGRAM:PACKAGE), installed when missing: Chromium for the
-# docs page (driven by Playwright; no browser download), and Debian's docker.io and debootstrap for
-# the container tier (its own dockerd; base images made without a registry).
-TEST_PROGRAMS := chromium:chromium dockerd:docker.io debootstrap:debootstrap
+# docs page (driven by Playwright; no browser download), docker.io and debootstrap for the container
+# tier (its own dockerd; base images made without a registry), Prometheus (with promtool), PgBouncer
+# and nginx for the operations tests.
+TEST_PROGRAMS := chromium:chromium dockerd:docker.io debootstrap:debootstrap prometheus:prometheus pgbouncer:pgbouncer nginx:nginx
 test-programs:
 	@bash tests/debian-packages.sh $(TEST_PROGRAMS)
 
