@@ -9,7 +9,7 @@ import time
 
 from tests.support.servers import wait_until
 from tests.support.stack import Stack, new_todo, stats, view
-from todo_common.celery_app import FLUSH_HIT_COUNTS
+from todo_common.celery_app import FLUSH_HIT_COUNTS, QUEUE
 
 
 def test_scheduled_flushes_move_hits_without_double_counting(stack: Stack) -> None:
@@ -54,6 +54,8 @@ def test_scheduler_metrics_health_and_clean_exit(stack: Stack) -> None:
     assert time.time() - 10 < last_tick <= time.time() + 1
     sent = scheduler.metric("celery_task_sent_total", name=FLUSH_HIT_COUNTS)
     assert sent >= 2
+    # No worker runs here: what beat sent waits in the queue, and the scheduler says so.
+    assert scheduler.metric("todo_queue_length", queue_name=QUEUE) >= 2
 
     health = scheduler.metrics_url + "/healthz"
     import httpx

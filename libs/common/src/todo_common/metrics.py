@@ -16,9 +16,12 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # prometheus_client is imported only once the multiprocess folder is set
+    from prometheus_client.registry import Collector
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -58,18 +61,20 @@ def _remove_if_mine(folder: Path, owner: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def render_metrics() -> tuple[bytes, str]:
-    """The exposition text for this service, summed over all of its processes."""
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+def render_metrics(collectors: Sequence[Collector] = ()) -> tuple[bytes, str]:
+    """The exposition text for this service, summed over all of its processes, followed by what
+    `collectors` read at this scrape (such as the queue's depth)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
     from prometheus_client.multiprocess import MultiProcessCollector
 
+    registry = REGISTRY
     if MULTIPROC_ENV in os.environ:
         registry = CollectorRegistry()
         MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    from prometheus_client import REGISTRY
-
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    read_now = CollectorRegistry(auto_describe=False)
+    for collector in collectors:
+        read_now.register(collector)
+    return generate_latest(registry) + generate_latest(read_now), CONTENT_TYPE_LATEST
 
 
 class Heartbeat:
@@ -110,7 +115,12 @@ class Heartbeat:
         return False, "stale"
 
 
-def start_metrics_server(port: int, heartbeat: Heartbeat, host: str = "0.0.0.0") -> Any:  # noqa: S104
+def start_metrics_server(
+    port: int,
+    heartbeat: Heartbeat,
+    host: str = "0.0.0.0",  # noqa: S104
+    collectors: Sequence[Collector] = (),
+) -> Any:
     """Serve `/metrics` and `/healthz` from a daemon thread; returns the server.
 
     `/healthz` answers 200 while `heartbeat` is fresh (or excused) and 503 once it is stale, so
@@ -123,7 +133,7 @@ def start_metrics_server(port: int, heartbeat: Heartbeat, host: str = "0.0.0.0")
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                body, content_type = render_metrics()
+                body, content_type = render_metrics(collectors)
                 self._send(200, body, content_type)
             elif path == "/healthz":
                 alive, why = heartbeat.status()

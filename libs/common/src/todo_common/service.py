@@ -10,10 +10,15 @@ their metrics and liveness endpoint, which ends the process with one line if its
 from __future__ import annotations
 
 import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from todo_common.logs import configure_logging
 from todo_common.metrics import Heartbeat, prepare_multiprocess_dir, start_metrics_server
 from todo_common.settings import Settings, load_settings
+
+if TYPE_CHECKING:  # imported by the service once its metrics folder is set
+    from prometheus_client.registry import Collector
 
 
 def start_service(service: str) -> Settings:
@@ -26,12 +31,17 @@ def start_service(service: str) -> Settings:
 
 
 def serve_metrics(
-    service: str, settings: Settings, default_port: int, heartbeat: Heartbeat
+    service: str,
+    settings: Settings,
+    default_port: int,
+    heartbeat: Heartbeat,
+    collectors: Sequence[Collector] = (),
 ) -> None:
-    """Serve `/metrics` and `/healthz` on TODO_METRICS_PORT (else `default_port`)."""
+    """Serve `/metrics` (with what `collectors` read at each scrape) and `/healthz` on
+    TODO_METRICS_PORT (else `default_port`)."""
     port = settings.metrics_port or default_port
     try:
-        start_metrics_server(port, heartbeat)
+        start_metrics_server(port, heartbeat, collectors=collectors)
     except OSError as error:
         raise SystemExit(
             f"todo-{service}: cannot serve metrics on port {port}: {error.strerror or error}"

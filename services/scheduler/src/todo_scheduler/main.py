@@ -19,6 +19,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = start_service("scheduler")
 
     from todo_common.celery_app import broker_unreachable, create_celery
+    from todo_common.queue_depth import QueueLengthCollector
     from todo_scheduler.beat import HEARTBEAT, ObservedScheduler
     from todo_scheduler.schedule import beat_schedule
 
@@ -35,7 +36,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Built now, before /healthz answers: beat imports it lazily as it starts, and a SIGTERM that
     # lands inside that import makes beat's handler fail on the half-imported module (exit 1).
     _ = app.amqp
-    serve_metrics("scheduler", settings, DEFAULT_METRICS_PORT, HEARTBEAT)
+    # The one replica exports the queue's depth (todo_queue_length), read at each scrape.
+    serve_metrics(
+        "scheduler", settings, DEFAULT_METRICS_PORT, HEARTBEAT, [QueueLengthCollector(settings)]
+    )
     beat = app.Beat(
         scheduler=ObservedScheduler,
         max_interval=min(MAX_SLEEP_SECONDS, settings.flush_interval),
