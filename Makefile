@@ -104,7 +104,7 @@ test: install tools test-programs ## run the whole test suite (needs PostgreSQL 
 # docs page (driven by Playwright; no browser download), docker.io and debootstrap for the container
 # tier (its own dockerd; base images made without a registry), Prometheus (with promtool), PgBouncer
 # and nginx for the operations tests.
-TEST_PROGRAMS := chromium:chromium dockerd:docker.io debootstrap:debootstrap prometheus:prometheus pgbouncer:pgbouncer nginx:nginx
+TEST_PROGRAMS := chromium:chromium dockerd:docker.io debootstrap:debootstrap prometheus:prometheus pgbouncer:pgbouncer nginx:nginx npm:npm
 test-programs:
 	@bash tests/debian-packages.sh $(TEST_PROGRAMS)
 
