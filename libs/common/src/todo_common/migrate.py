@@ -4,8 +4,9 @@ wait for someone else to.
 Used by `todoctl migrate` / `todoctl createdb` and by the tests. On PostgreSQL a transaction-level
 advisory lock, taken in the one transaction the migrations run in, serializes concurrent runs
 (several pods starting together); the second run finds the schema current and does nothing. Being
-transaction-level, it works through PgBouncer in transaction mode too. `todoctl wait-for-migrations` (the pods' init container when the
-migrations Job is not a hook) only reads the revision: it never migrates.
+transaction-level, it works through PgBouncer in transaction mode too. `todoctl
+wait-for-migrations` (the pods' init container when the migrations Job is not a hook) only reads
+the revision: it never migrates.
 """
 
 from __future__ import annotations
