@@ -11,7 +11,10 @@ Time limits (PostgreSQL): connecting and waiting for a pooled connection take at
 TODO_DB_TIMEOUT. Engines made with a `statement_timeout` (the API's and the worker's) ask the server
 to cancel any statement running longer, and give up on their own TODO_DB_TIMEOUT later, when the
 server does not answer at all (hung, or a network that drops packets); such a connection is
-discarded. Without one (migrations, todoctl) a statement may take 6x TODO_DB_TIMEOUT.
+discarded. Without one (migrations, todoctl) a statement may take 6x TODO_DB_TIMEOUT. With
+TODO_DB_PREPARED_STATEMENTS=false (PgBouncer in transaction mode) no session setting is sent at
+connect: the server-side limit is then the database role's (`ALTER ROLE ... SET statement_timeout`),
+and the client still gives up after TODO_DB_STATEMENT_TIMEOUT + TODO_DB_TIMEOUT.
 
 Pool size (PostgreSQL): TODO_DB_POOL_SIZE connections per engine and no overflow, so a steady load
 keeps the same server sessions (an overflow connection is closed when it comes back, which under
@@ -68,9 +71,14 @@ def create_engine(
         if statement_timeout is None:
             command_timeout = settings.db_timeout * 6
         else:
-            server_settings["statement_timeout"] = str(round(statement_timeout * 1000))
+            if settings.db_prepared_statements:
+                # Not behind a transaction pooler: PgBouncer refuses this startup parameter
+                # ("unsupported startup parameter"), and a session setting would not follow
+                # the client to the next server connection anyway. There the server's own
+                # setting (ALTER ROLE ... SET statement_timeout) takes its place.
+                server_settings["statement_timeout"] = str(round(statement_timeout * 1000))
             # The server cancels first (the connection stays usable); this only fires when the
-            # server cannot even do that.
+            # server cannot even do that, or has no statement_timeout of its own.
             command_timeout = statement_timeout + settings.db_timeout
         connect_args: dict[str, Any] = {
             "timeout": settings.db_timeout,

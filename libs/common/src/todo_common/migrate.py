@@ -1,10 +1,12 @@
 """Bring the database schema to the newest migration, safely from many processes at once, or
 wait for someone else to.
 
-Used by `todoctl migrate` / `todoctl createdb` and by the tests. On PostgreSQL a session-level
-advisory lock serializes concurrent runs (several pods starting together); the second run finds the
-schema current and does nothing. `todoctl wait-for-migrations` (the pods' init container when the
-migrations Job is not a hook) only reads the revision: it never migrates.
+Used by `todoctl migrate` / `todoctl createdb` and by the tests. On PostgreSQL a transaction-level
+advisory lock, taken in the one transaction the migrations run in, serializes concurrent runs
+(several pods starting together); the second run finds the schema current and does nothing. Being
+transaction-level, it works through PgBouncer in transaction mode too. `todoctl
+wait-for-migrations` (the pods' init container when the migrations Job is not a hook) only reads
+the revision: it never migrates.
 """
 
 from __future__ import annotations
@@ -81,19 +83,14 @@ async def upgrade_database(settings: Settings, wait: float = 0) -> tuple[str | N
         await wait_for_database(engine, wait)
         async with translate_database_errors(), engine.connect() as connection:
             if connection.dialect.name == "postgresql":
+                # Held by the transaction the migrations run in, and released by its commit or
+                # rollback: a session-level lock would outlive us behind PgBouncer in
+                # transaction mode (the unlock may reach another server connection).
                 await connection.execute(
-                    text("SELECT pg_advisory_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY}
                 )
-                await connection.commit()
-            try:
-                before, after = await connection.run_sync(_upgrade)
-                await connection.commit()
-            finally:
-                if connection.dialect.name == "postgresql":
-                    await connection.execute(
-                        text("SELECT pg_advisory_unlock(:key)"), {"key": ADVISORY_LOCK_KEY}
-                    )
-                    await connection.commit()
+            before, after = await connection.run_sync(_upgrade)
+            await connection.commit()
     finally:
         await engine.dispose()
     return before, after  # todoctl says what happened, in one line
