@@ -145,7 +145,9 @@ def scraped(
             for round_ in (1, 2):
                 drive(stack)
                 seen = f'sum(todo_http_requests_total{{job="api", status="429"}}) >= {round_}'
-                assert wait_until(lambda: prometheus.query(seen), 20), prometheus.log.read_text()
+                assert wait_until(lambda q=seen: prometheus.query(q), 20), (
+                    prometheus.log.read_text()
+                )
             # Both rounds' 4 views reach the database through flushes the beat sends every second.
             assert wait_until(lambda: stack.hits_in_database() == 4, 20), worker.log()
             yield stack, prometheus
