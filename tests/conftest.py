@@ -22,9 +22,8 @@ from tests.support.servers import (
     POSTGRES_HOST,
     POSTGRES_PORT,
     REDIS_URL,
-    start_api,
 )
-from tests.support.stack import Stack
+from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session")
@@ -85,20 +84,5 @@ def stack(
     postgres: str, databases: DatabaseFactory, redis_url: str, tmp_path: Path
 ) -> Iterator[Stack]:
     """A `todo-api` on PostgreSQL with hit counting on, which workers and schedulers can join."""
-    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
-    env = {
-        "TODO_DATABASE_URL": databases.create("postgres"),
-        "TODO_REDIS_URL": redis_url,
-        "TODO_REDIS_KEY_PREFIX": prefix,
-        "TODO_STATE_DIR": str(tmp_path / "state"),
-    }
-    stack = Stack(start_api(env, tmp_path), env, tmp_path)
-    yield stack
-    for service in stack.services:
-        service.kill()
-    stack.api.stop()
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with running_stack(databases.create("postgres"), redis_url, tmp_path) as stack:
+        yield stack

@@ -4,7 +4,10 @@ own database and Redis key prefix (the broker's keys included), so stacks never 
 
 from __future__ import annotations
 
+import contextlib
 import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +95,32 @@ class Stack:
             return queued, int(client.hlen(f"{prefix}unacked"))
         finally:
             client.close()
+
+
+@contextlib.contextmanager
+def running_stack(database_url: str, redis_url: str, folder: Path, **env: str) -> Iterator[Stack]:
+    """A Stack on `database_url` with a Redis key prefix of its own (plus `env`); afterwards its
+    services are killed, the API stopped and the prefix's keys deleted."""
+    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
+    settings = {
+        "TODO_DATABASE_URL": database_url,
+        "TODO_REDIS_URL": redis_url,
+        "TODO_REDIS_KEY_PREFIX": prefix,
+        "TODO_STATE_DIR": str(folder / "state"),
+        **env,
+    }
+    stack = Stack(start_api(settings, folder), settings, folder)
+    try:
+        yield stack
+    finally:
+        for service in stack.services:
+            service.kill()
+        stack.api.stop()
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def new_todo(client: httpx.Client) -> str:

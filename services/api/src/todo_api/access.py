@@ -57,6 +57,10 @@ REDIS_FAILURES = Counter(
     "(fail open), except on the token route, which answers 503 (rate_limit fails closed there).",
     ["feature"],
 )
+# Every feature's series from the start (at 0), so dashboards and alerts see the counter before
+# the first failure, and rate() counts that failure.
+for _feature in ("rate_limit", "hits"):
+    REDIS_FAILURES.labels(_feature)
 REDIS_BUSY = Counter(
     "todo_redis_busy_total",
     "Requests answered 503 because no Redis connection came free in time (Redis is up).",
