@@ -9,12 +9,10 @@ where it fails: CI must never pass by skipping.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.support.databases import BACKENDS, DatabaseFactory, ServerPool, need
 from tests.support.servers import (
@@ -22,6 +20,8 @@ from tests.support.servers import (
     POSTGRES_HOST,
     POSTGRES_PORT,
     REDIS_URL,
+    delete_keys,
+    new_key_prefix,
 )
 from tests.support.stack import Stack, running_stack
 
@@ -70,13 +70,9 @@ def servers(
 @pytest.fixture
 def flush_redis_prefix(redis_url: str) -> Iterator[str]:
     """A Redis key prefix of this test's own, deleted afterwards."""
-    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
+    prefix = new_key_prefix()
     yield prefix
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_keys(redis_url, prefix)
 
 
 @pytest.fixture

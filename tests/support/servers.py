@@ -41,6 +41,24 @@ def fresh_address() -> str:
     return f"10.{number % 250}.{(number >> 8) % 250}.{(number >> 16) % 250 + 1}"
 
 
+def new_key_prefix() -> str:
+    """A Redis key prefix no other test uses."""
+    return f"todo-test-{uuid.uuid4().hex[:8]}:"
+
+
+def delete_keys(redis_url: str, prefix: str) -> None:
+    """Delete every Redis key under `prefix` (a test's own, once it is done)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,9 @@ import redis
 from tests.support.servers import (
     ApiServer,
     ServiceProcess,
+    delete_keys,
     fetch,
+    new_key_prefix,
     start_api,
     start_service,
     start_worker,
@@ -101,7 +102,7 @@ class Stack:
 def running_stack(database_url: str, redis_url: str, folder: Path, **env: str) -> Iterator[Stack]:
     """A Stack on `database_url` with a Redis key prefix of its own (plus `env`); afterwards its
     services are killed, the API stopped and the prefix's keys deleted."""
-    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
+    prefix = new_key_prefix()
     settings = {
         "TODO_DATABASE_URL": database_url,
         "TODO_REDIS_URL": redis_url,
@@ -116,11 +117,7 @@ def running_stack(database_url: str, redis_url: str, folder: Path, **env: str) -
         for service in stack.services:
             service.kill()
         stack.api.stop()
-        client = redis.Redis.from_url(redis_url)
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
+        delete_keys(redis_url, prefix)
 
 
 def new_todo(client: httpx.Client) -> str:

@@ -13,13 +13,12 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
 from sqlalchemy.engine import make_url
 
 from tests.support.databases import DatabaseFactory
 from tests.support.pgbouncer import SERVER_POOL_SIZE, PgBouncer, start_pgbouncer
 from tests.support.servers import BIN, ApiServer, add_user, clean_env, fetch, get_token, start_api
-from tests.support.stack import Stack, new_todo, stats, view
+from tests.support.stack import Stack, new_todo, running_stack, stats, view
 
 TODOS = "/api/v1.0/todos/"
 RACERS = 30
@@ -72,24 +71,8 @@ def stack(
     bounced = bouncer.url(direct_url)
     migrated = todoctl_migrate(bounced, prepared_statements=False)
     assert migrated.returncode == 0, migrated.stderr
-    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
-    env = {
-        "TODO_DATABASE_URL": bounced,
-        "TODO_DB_PREPARED_STATEMENTS": "false",
-        "TODO_REDIS_URL": redis_url,
-        "TODO_REDIS_KEY_PREFIX": prefix,
-        "TODO_STATE_DIR": str(folder / "state"),
-    }
-    stack = Stack(start_api(env, folder), env, folder)
-    yield stack
-    for service in stack.services:
-        service.kill()
-    stack.api.stop()
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    with running_stack(bounced, redis_url, folder, TODO_DB_PREPARED_STATEMENTS="false") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from tests.support.databases import DatabaseFactory
 from tests.support.load import Load
 from tests.support.nginx import Nginx, open_connections
-from tests.support.servers import ApiServer, get_token, start_api, wait_for_http, wait_until
+from tests.support.servers import (
+    ApiServer,
+    delete_keys,
+    get_token,
+    new_key_prefix,
+    start_api,
+    wait_for_http,
+    wait_until,
+)
 
 LIMIT = 5
 TODOS = "/api/v1.0/todos/"
@@ -57,7 +64,7 @@ def replicas(
     database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[ApiServer]]:
     """Token auth (no Argon2 per request) and a small shared limit."""
-    prefix = f"todo-test-{uuid.uuid4().hex[:8]}:"
+    prefix = new_key_prefix()
     settings = {
         "TODO_DATABASE_URL": database_url,
         "TODO_REDIS_URL": redis_url,
@@ -71,11 +78,7 @@ def replicas(
     yield replicas
     for replica in replicas:
         replica.stop()
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    delete_keys(redis_url, prefix)
 
 
 @pytest.fixture(scope="module")
