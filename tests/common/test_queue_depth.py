@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from tests.support.servers import free_port
 from todo_common.celery_app import FLUSH_HIT_COUNTS, QUEUE, create_celery
+from todo_common.hits import CLAIM_SCRIPT, HitKeys, hit_field
 from todo_common.queue_depth import QueueLengthCollector, queue_keys
 from todo_common.settings import Settings
 
@@ -69,3 +70,25 @@ def test_is_absent_while_redis_does_not_answer(tmp_path: Path) -> None:
     text = scraped(QueueLengthCollector(settings))
     assert "# TYPE todo_queue_length gauge" in text
     assert "todo_queue_length{" not in text
+    assert "# TYPE todo_hit_batches_open gauge" in text
+    assert "\ntodo_hit_batches_open " not in text
+
+
+def test_counts_the_hit_batches_a_flush_left_open(redis_settings: Settings) -> None:
+    """A flush claims the pending hits as a batch and forgets it once applied: the gauge shows
+    the batches in between (a worker killed after claiming leaves one)."""
+    collector = QueueLengthCollector(redis_settings)
+    keys = HitKeys(redis_settings.redis_key_prefix)
+    client = redis.Redis.from_url(redis_settings.broker)
+    try:
+        assert collector.open_batches() == 0
+        client.hincrby(keys.pending, hit_field(1, 1), 2)
+        claimed = client.eval(
+            CLAIM_SCRIPT, 4, keys.pending, keys.batch("b1"), keys.open_batches,
+            keys.flush_requested, "b1",
+        )  # fmt: skip
+        assert claimed == 1
+        assert "todo_hit_batches_open 1.0" in scraped(collector)
+    finally:
+        client.delete(keys.batch("b1"), keys.open_batches, keys.pending)
+        client.close()

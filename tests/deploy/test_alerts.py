@@ -45,7 +45,7 @@ def test_rendered_rules_pass_promtool_check(tmp_path: Path) -> None:
     rules = write_rules(prometheus_rule(), tmp_path)
     result = promtool("check", "rules", str(rules), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout
 
 
 def test_each_alert_fires_and_clears_in_promtool_unit_tests(tmp_path: Path) -> None:

@@ -216,7 +216,7 @@ def test_the_chart_alert_rules_evaluate_without_error(scraped: tuple[Stack, Prom
 
     assert wait_until(evaluated, 10)
     rules = evaluated()
-    assert len(rules) == 8
+    assert len(rules) == 9
     assert [(r["name"], r["lastError"]) for r in rules if r["health"] != "ok"] == []
     assert [r["name"] for r in rules if r["state"] == "firing"] == []
 

@@ -1,12 +1,14 @@
-"""`todo_queue_length`: how many tasks wait in the broker queue (celery-exporter's
-`celery_queue_length`), for alerts and for scaling workers on the queue (the chart's KEDA option).
+"""What waits for the worker, read at scrape time: `todo_queue_length`, the tasks waiting in the
+broker queue (celery-exporter's `celery_queue_length`), for alerts and for scaling workers on the
+queue (the chart's KEDA option); and `todo_hit_batches_open`, the hit-count batches a flush claimed
+and has not finished (one lasts a flush's few seconds; one still open flushes later is stuck).
 
-The scheduler exports it: it runs as exactly one replica, so there is one series, and it already
-talks to the broker. The depth is read when Prometheus scrapes, never cached: on Redis the lengths
-of the queue's lists (kombu keeps one list per priority step, each under our key prefix), on the
-embedded broker the message files in its queue folder. When the broker does not answer, the scrape
-still succeeds, without the sample: a missing series is what alerts on `absent()` look for, and a
-made-up 0 would tell an autoscaler to scale in.
+The scheduler exports them: it runs as exactly one replica, so there is one series each, and it
+already talks to the broker. Nothing is cached: on Redis the lengths of the queue's lists (kombu
+keeps one list per priority step, each under our key prefix) and of the open-batches set, on the
+embedded broker the message files in its queue folder (no Redis: no hit counting either). When
+Redis does not answer, the scrape still succeeds, without the samples: a missing series is what
+alerts on `absent()` look for, and a made-up 0 would tell an autoscaler to scale in.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from todo_common.celery_app import QUEUE, broker_folders
+from todo_common.hits import HitKeys
 from todo_common.settings import Settings
 
 # kombu's Redis transport: a message of priority p waits in QUEUE + SEPARATOR + p (0: QUEUE alone).
@@ -65,6 +68,15 @@ class QueueLengthCollector(Collector):
         except redis.RedisError:
             return None
 
+    def open_batches(self) -> int | None:
+        """Hit-count batches claimed by a flush and not yet finished; None without Redis."""
+        if self.client is None:
+            return None
+        try:
+            return int(self.client.scard(HitKeys(self.settings.redis_key_prefix).open_batches))
+        except redis.RedisError:
+            return None
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "todo_queue_length",
@@ -75,3 +87,11 @@ class QueueLengthCollector(Collector):
         if depth is not None:
             family.add_metric([QUEUE], depth)
         yield family
+        batches = GaugeMetricFamily(
+            "todo_hit_batches_open",
+            "Hit-count batches claimed by a flush and not finished (absent: Redis unreachable).",
+        )
+        opened = self.open_batches()
+        if opened is not None:
+            batches.add_metric([], opened)
+        yield batches
