@@ -388,3 +388,42 @@ async def test_a_request_on_a_connection_idle_when_the_drain_began_is_turned_awa
     assert start["status"] == 503 and (b"connection", b"close") in start["headers"]
     assert SHUTTING_DOWN_MESSAGE.encode() in turned_away[1]["body"]
     assert served[0]["status"] == 200 and (b"connection", b"close") in served[0]["headers"]
+
+
+async def test_a_new_connection_from_a_reused_client_port_is_served_during_the_drain() -> None:
+    """The kernel gives a client port out again soon after its connection closed (on loopback
+    within a second, tcp_tw_reuse), so the client's address and port do not tell connections
+    apart: the drain tells them apart by hypercorn's per-connection task group, and a request on
+    a new connection is served even when an earlier one from the same port was."""
+    from hypercorn.config import Config
+    from hypercorn.protocol.http_stream import HTTPStream
+
+    reached: list[object] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["client"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    client = ("127.0.0.1", 40000)
+    statuses: list[int] = []
+
+    async def record(event: Any) -> None:
+        if hasattr(event, "status_code"):
+            statuses.append(event.status_code)
+
+    async def call(connection: object) -> None:
+        stream = HTTPStream(app, Config(), None, connection, False, client, None, record, 1)  # type: ignore[arg-type]
+        scope = {"type": "http", "method": "GET", "path": TODOS, "client": client}
+        stream.scope, stream.start_time = scope, time.monotonic()  # type: ignore[assignment]
+        await draining(scope, None, stream.app_send)  # type: ignore[arg-type]
+
+    draining = Draining(app, graceful_timeout=5, keep_alive_timeout=5)
+    first, second = object(), object()  # two connections' task groups
+    await call(first)
+    draining.start_draining()
+    await call(second)  # a new connection on the same client port: served
+    await call(first)  # the first connection, idle when the drain began: turned away
+
+    assert statuses == [200, 200, 503]
+    assert reached == [client, client]

@@ -93,6 +93,14 @@ LAST_BYTES_GRACE = 0.05
 SHUTTING_DOWN_MESSAGE = "the server is shutting down; send this again on a new connection"
 
 
+def _connection(scope: Scope, send: ASGISendCallable) -> object:
+    """What tells the connection a request came on from any other: hypercorn's per-connection
+    task group, held by the stream whose `send` the app gets. Else the client's address and port,
+    which the kernel may hand to a new connection soon after (within a second on loopback)."""
+    group = getattr(getattr(send, "__self__", None), "task_group", None)
+    return group if group is not None else scope.get("client")
+
+
 class Draining:
     """ASGI wrapper for a graceful shutdown: once it has begun, responses carry `Connection:
     close`, and the app's own shutdown (closing the database and Redis) waits, up to the graceful
@@ -114,7 +122,7 @@ class Draining:
         self.in_flight = 0
         self._idle = asyncio.Event()  # set whenever no request is in the app
         self._idle.set()
-        # Client address and port of each connection that had a request, and when it ended.
+        # Each connection that had a request (see `_connection`), and when its last one ended.
         self._served: dict[object, float] = {}
         self._prune_at = 1024
 
@@ -141,7 +149,7 @@ class Draining:
                 message = cast("ASGISendEvent", {**message, "headers": headers})
             await send(message)
 
-        connection = scope.get("client")
+        connection = _connection(scope, send)
         if self.draining and self._served_before(connection):
             from todo_api.errors import error_reply  # the app's modules load after start-up
             from todo_api.replies import send_reply
