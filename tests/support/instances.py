@@ -206,9 +206,12 @@ class PostgresCluster:
         quits at once, without a checkpoint, as if killed (crash recovery on the next start)."""
         self._as_owner(self.pg_ctl, "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def _pids(self) -> list[int]:
         """The postmaster and every process it has forked (backends, checkpointer, ...)."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        postmaster = self._postmaster()
         children = subprocess.run(
             ["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False
         ).stdout.split()
@@ -216,7 +219,9 @@ class PostgresCluster:
 
     def freeze(self) -> None:
         """SIGSTOP the whole server: connections stay open but nothing answers (a hung
-        server or a network that drops packets)."""
+        server or a network that drops packets). The postmaster stops first, so no backend it
+        forks while the rest are being stopped escapes."""
+        os.kill(self._postmaster(), signal.SIGSTOP)
         for pid in self._pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
