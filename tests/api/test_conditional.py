@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.api.test_todos import TODOS, create
+from tests.support import local_http
 from tests.support.servers import ApiServer
 
 
@@ -124,7 +125,7 @@ def test_sixteen_concurrent_puts_with_one_tag_exactly_one_wins(api: ApiServer) -
         etag = client.get(location).headers["ETag"]
 
     async def race() -> list[int]:
-        async with httpx.AsyncClient(auth=user, timeout=30) as http:
+        async with local_http.async_client(auth=user, timeout=30) as http:
             responses = await asyncio.gather(
                 *(
                     http.put(

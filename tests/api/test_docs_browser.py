@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Page, Request, Route, async_playwright
 
+from tests.support import local_http
 from tests.support.databases import IN_CI, ServerPool
 from tests.support.servers import ApiServer
 
@@ -96,7 +96,7 @@ class Visit:
 
 
 def _operations(api: ApiServer) -> list[tuple[str, str]]:
-    spec = httpx.get(f"{api.url}/openapi.json", timeout=10).json()
+    spec = local_http.get(f"{api.url}/openapi.json", timeout=10).json()
     assert spec["openapi"].startswith("3.1")
     return [
         (method, path)

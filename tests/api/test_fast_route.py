@@ -23,6 +23,7 @@ import pytest
 import redis
 from sqlalchemy import text
 
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.inprocess import fast_layer, insert_todo, served
 from tests.support.servers import add_user
@@ -260,8 +261,8 @@ async def test_the_fast_route_answers_as_quart_does(
             watched.paths.clear()
             answers: dict[str, list[Any]] = {"fast": [], "quart": []}
             async with (
-                httpx.AsyncClient(base_url=fast_url) as fast,
-                httpx.AsyncClient(base_url=quart_url) as quart,
+                local_http.async_client(base_url=fast_url) as fast,
+                local_http.async_client(base_url=quart_url) as quart,
             ):
                 for name, case in _cases(mode, tokens, todo, other, tag):
                     headers = {

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.inprocess import fast_layer, insert_todo, served
 from tests.support.servers import add_user
@@ -159,13 +160,13 @@ async def test_a_client_leaving_mid_statement_is_499_and_leaves_the_pool_sound(
     before = {s: _count(s, route) for s in ("200", "499", "500")}
     async with served(app) as base:
         async with _users_locked(url):
-            async with httpx.AsyncClient(base_url=base) as client:
+            async with local_http.async_client(base_url=base) as client:
                 for _ in range(2):  # the whole pool
                     with contextlib.suppress(httpx.ReadTimeout):
                         await client.get(f"/api/v1.0/todos/{todo}", headers=auth, timeout=0.5)
             await asyncio.sleep(0.5)
         await asyncio.sleep(0.5)
-        async with httpx.AsyncClient(base_url=base) as client:
+        async with local_http.async_client(base_url=base) as client:
             for _ in range(4):
                 answer = await client.get(f"/api/v1.0/todos/{todo}", headers=auth)
                 assert answer.status_code == 200, answer.text
@@ -185,7 +186,7 @@ async def test_statement_timeout_is_503_and_the_connection_stays_usable(
     )
     todo = await insert_todo(url, user)
     auth = {"Authorization": f"Bearer {token}"}
-    async with served(fast_app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(fast_app) as base, local_http.async_client(base_url=base) as client:
         async with _users_locked(url):
             slow = await client.get(f"/api/v1.0/todos/{todo}", headers=auth, timeout=5)
             slow_put = await client.put(
@@ -202,7 +203,10 @@ async def test_thirty_puts_with_one_if_match_one_wins(
     url, fast_app, _, user, token = await _setup(databases, db_pool_size=10)
     todo = await insert_todo(url, user)
     headers = {"Authorization": f"Bearer {token}", "If-Match": f'"{todo_tag(todo, 1)}"'}
-    async with served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with (
+        served(fast_app) as base,
+        local_http.async_client(base_url=base, timeout=30) as client,
+    ):
         answers = await asyncio.gather(
             *(
                 client.put(
@@ -231,7 +235,10 @@ async def test_counts_do_not_drift_under_concurrent_create_and_delete(
         "ON CONFLICT (owner_id) DO UPDATE SET todos = 10",
         user,
     )
-    async with served(fast_app) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+    async with (
+        served(fast_app) as base,
+        local_http.async_client(base_url=base, timeout=30) as client,
+    ):
         jobs = [client.delete(f"/api/v1.0/todos/{i}", headers=auth) for i in ids for _ in range(3)]
         jobs += [
             client.post("/api/v1.0/todos/", headers=auth, json={"name": "n", "task": "t"})
@@ -289,7 +296,7 @@ async def test_a_deleted_or_revoked_users_token_writes_nothing(
     auth = {"Authorization": f"Bearer {token}"}
     body = {"name": "x", "task": "y"}
     conn = await asyncpg.connect(_dsn(url))
-    async with served(fast_app) as base, httpx.AsyncClient(base_url=base) as client:
+    async with served(fast_app) as base, local_http.async_client(base_url=base) as client:
         await conn.execute("UPDATE users SET password_version = password_version + 1")
         revoked = [
             await client.post("/api/v1.0/todos/", headers=auth, json=body),

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from tests.api.test_todos import TODOS
+from tests.support import local_http
 from tests.support.databases import ServerPool
 from tests.support.servers import ApiServer, fresh_address, scrape
 
@@ -35,7 +36,7 @@ async def _send_at_once(
 ) -> list[httpx.Response]:
     """Send one request per header set, all in flight together (a connection each)."""
     limits = httpx.Limits(max_connections=len(headers), max_keepalive_connections=0)
-    async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=timeout) as http:
+    async with local_http.async_client(base_url=server.url, limits=limits, timeout=timeout) as http:
         return list(await asyncio.gather(*(http.get(path, headers=h) for h in headers)))
 
 
@@ -177,7 +178,9 @@ def test_a_flood_from_one_address_does_not_slow_another_client(
 
     async def flood() -> None:
         limits = httpx.Limits(max_connections=60)
-        async with httpx.AsyncClient(base_url=password_api.url, limits=limits, timeout=30) as http:
+        async with local_http.async_client(
+            base_url=password_api.url, limits=limits, timeout=30
+        ) as http:
 
             async def one_connection(i: int) -> None:
                 headers = {

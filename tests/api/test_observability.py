@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 
 from tests.api.test_framing import exchange, request, responses
 from tests.api.test_todos import TODOS
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory, ServerPool
 from tests.support.servers import ApiServer, scrape, start_api, wait_until
 from todo_api.observability import Observability, request_id_of, route_label, set_route
@@ -70,7 +71,7 @@ def access_lines(server: ApiServer, request_id: str) -> list[dict[str, Any]]:
 )
 def test_a_sane_request_id_is_echoed_and_logged(sqlite_api: ApiServer, offered: str) -> None:
     offered = offered if len(offered) > 20 else f"{offered}-{uuid.uuid4().hex[:8]}"
-    response = httpx.get(f"{sqlite_api.url}/healthz", headers={"X-Request-ID": offered})
+    response = local_http.get(f"{sqlite_api.url}/healthz", headers={"X-Request-ID": offered})
 
     assert response.headers["X-Request-ID"] == offered
     (line,) = access_lines(sqlite_api, offered)
@@ -93,7 +94,7 @@ def test_a_sane_request_id_is_echoed_and_logged(sqlite_api: ApiServer, offered: 
     ],
 )
 def test_a_hostile_request_id_is_replaced(sqlite_api: ApiServer, hostile: bytes) -> None:
-    response = httpx.get(f"{sqlite_api.url}/healthz", headers=[(b"X-Request-ID", hostile)])
+    response = local_http.get(f"{sqlite_api.url}/healthz", headers=[(b"X-Request-ID", hostile)])
 
     replaced = response.headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", replaced)
@@ -186,7 +187,7 @@ def test_lines_from_50_concurrent_requests_never_interleave(
     long_path = "/nowhere/" + "p" * 2000
 
     async def send_all() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        async with local_http.async_client(base_url=server.url, timeout=30) as http:
             return await asyncio.gather(
                 *(http.get(long_path, headers={"X-Request-ID": one}) for one in ids)
             )

@@ -6,9 +6,8 @@ import json
 import re
 from pathlib import Path
 
-import httpx
-
 from tests.api.test_todos import TODOS
+from tests.support import local_http
 from tests.support.servers import ApiServer, free_port, start_api
 
 
@@ -60,8 +59,8 @@ def test_metrics_count_requests_by_route_across_two_workers(tmp_path: Path, data
     server = start_api({"TODO_DATABASE_URL": databases.create("sqlite")}, tmp_path, workers=2)
     try:
         for _ in range(30):  # a new connection each time, so both workers take some
-            assert httpx.get(f"{server.url}{TODOS}12").status_code == 401
-        text = httpx.get(f"{server.url}/metrics").text
+            assert local_http.get(f"{server.url}{TODOS}12").status_code == 401
+        text = local_http.get(f"{server.url}/metrics").text
     finally:
         server.stop()
     labels = {
@@ -80,7 +79,7 @@ def test_metrics_count_requests_by_route_across_two_workers(tmp_path: Path, data
 
 
 def test_openapi_documents_the_api(api: ApiServer) -> None:
-    spec = httpx.get(f"{api.url}/openapi.json").json()
+    spec = local_http.get(f"{api.url}/openapi.json").json()
 
     assert spec["openapi"].startswith("3.")
     assert "/api/v1.0/todos/" in spec["paths"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import httpx
 
+from tests.support import local_http
 from tests.support.servers import ApiServer
 
 
@@ -23,7 +24,7 @@ def test_stats_count_only_the_callers_todos(api: ApiServer) -> None:
 
 
 def test_stats_need_credentials(api: ApiServer) -> None:
-    response = httpx.get(f"{api.url}/api/v1.0/stats")
+    response = local_http.get(f"{api.url}/api/v1.0/stats")
     assert response.status_code == 401
     assert "WWW-Authenticate" in response.headers
     assert response.json()["status"] == 401

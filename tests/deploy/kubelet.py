@@ -29,6 +29,7 @@ import httpx
 
 from tests.deploy.chart import Manifest, container_env, pod_spec
 from tests.deploy.engine import Engine
+from tests.support import local_http
 
 _MEMORY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "K": 10**3, "M": 10**6, "G": 10**9}
 
@@ -175,7 +176,7 @@ class Pod:
         action = probe["httpGet"]
         url = f"http://127.0.0.1:{self.port(action['port'])}{action['path']}"
         try:
-            status = httpx.get(url, timeout=float(probe.get("timeoutSeconds", 1))).status_code
+            status = local_http.get(url, timeout=float(probe.get("timeoutSeconds", 1))).status_code
         except httpx.HTTPError:
             return False
         return 200 <= status < 400

@@ -23,6 +23,7 @@ from tests.deploy.chart import (
     pod_spec,
     render,
 )
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.servers import BIN, add_user, clean_env, free_port, wait_until
 from todo_common.migrate import head_revision
@@ -99,7 +100,7 @@ class LocalPod:
         if self.process.poll() is not None:
             raise AssertionError(f"{self.name} exited:\n{self.log()}")
         try:
-            return httpx.get(self.probe_url(probe), timeout=2).status_code == 200
+            return local_http.get(self.probe_url(probe), timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -145,7 +146,9 @@ def test_chart_commands_migrate_serve_flush_and_stop(
 
         base = api.probe_url("readinessProbe").rsplit("/", 1)[0]
         add_user(database_url, "chart", "chart password")
-        with httpx.Client(base_url=base, auth=("chart", "chart password"), timeout=10) as client:
+        with local_http.client(
+            base_url=base, auth=("chart", "chart password"), timeout=10
+        ) as client:
             created = client.post("/api/v1.0/todos/", json={"name": "chart", "task": "runs"})
             assert created.status_code == 201, created.text
             url = created.headers["Location"]

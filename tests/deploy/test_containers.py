@@ -23,12 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.deploy.chart import GITOPS_VALUES, Manifest, component, render
 from tests.deploy.engine import SERVICES, Engine, image_tag
 from tests.deploy.kubelet import Pod, ServiceProxy, cpus, memory_bytes
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.servers import (
     POSTGRES_HOST,
@@ -161,7 +161,7 @@ def test_the_chart_runs_as_containers(
         "todoctl", "adduser", "--password-stdin", name,
         input=f"{password}\n".encode(),
     )  # fmt: skip
-    with httpx.Client(
+    with local_http.client(
         base_url=f"http://127.0.0.1:{API_PORT}", auth=(name, password), timeout=10
     ) as client:
         created = client.post("/api/v1.0/todos/", json={"name": "container", "task": "runs"})

@@ -16,9 +16,9 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.support import local_http
 from tests.support.servers import add_user, answers_ok, clean_env, free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +149,7 @@ def test_make_run_serves_flushes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         )
         serving_since = time.monotonic()
         add_user(env["TODO_DATABASE_URL"], "runner", "pass phrase")
-        todos = httpx.get(
+        todos = local_http.get(
             f"http://127.0.0.1:{port}/api/v1.0/todos/", auth=("runner", "pass phrase")
         )
         assert todos.status_code == 200

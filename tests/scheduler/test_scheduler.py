@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from tests.support import local_http
 from tests.support.servers import wait_until
 from tests.support.stack import Stack, new_todo, stats, view
 from todo_common.celery_app import FLUSH_HIT_COUNTS, QUEUE
@@ -58,9 +59,8 @@ def test_scheduler_metrics_health_and_clean_exit(stack: Stack) -> None:
     assert scheduler.metric("todo_queue_length", queue_name=QUEUE) >= 2
 
     health = scheduler.metrics_url + "/healthz"
-    import httpx
 
-    response = httpx.get(health)
+    response = local_http.get(health)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
 

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 from sqlalchemy import insert
 
+from tests.support import local_http
 from tests.support.servers import free_port
 from todo_api.hot import FastTodoReads
 from todo_common.db import create_engine
@@ -38,7 +39,7 @@ async def served(app: Any) -> AsyncIterator[str]:
     stop = asyncio.Event()
     task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
     url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as probe:
+    async with local_http.async_client() as probe:
         for _ in range(200):
             with contextlib.suppress(httpx.TransportError):
                 if (await probe.get(f"{url}/healthz")).status_code == 200:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from tests.support import local_http
 from tests.support.servers import ApiServer
 
 TODOS_PATH = "/api/v1.0/todos/"
@@ -79,7 +80,7 @@ class Load:
 
     def _client(self, user: tuple[str, str]) -> None:
         item: str | None = None
-        with httpx.Client(base_url=self.server.url, auth=user, timeout=self.timeout) as http:
+        with local_http.client(base_url=self.server.url, auth=user, timeout=self.timeout) as http:
             while not self._stop.is_set():
                 created = self._send(http, "POST", TODOS_PATH, {"name": "load", "task": "go"})
                 if created is not None and created.status_code == 201:

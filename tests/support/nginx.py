@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support import local_http
 from tests.support.servers import ApiServer, free_port, need_program, wait_until
 
 # What ingress-nginx writes for a location (its nginx.tmpl), minus what needs its Lua balancer:
@@ -116,7 +117,7 @@ class Nginx:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"nginx exited early:\n{self.error_log()}")
             try:
-                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+                return local_http.get(f"{self.url}/healthz", timeout=1).status_code == 200
             except httpx.HTTPError:
                 return False
 

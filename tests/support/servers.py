@@ -22,6 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import local_http
 from todo_common.db import create_engine, create_sessionmaker
 from todo_common.models import User
 from todo_common.security import hash_password
@@ -76,7 +77,7 @@ def clean_env(**overrides: str) -> dict[str, str]:
 def answers_ok(url: str, timeout: float = 1) -> bool:
     """Whether `url` answers 200 now (a connection error or timeout is a no)."""
     try:
-        return httpx.get(url, timeout=timeout).status_code == 200
+        return local_http.get(url, timeout=timeout).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -130,7 +131,7 @@ def wait_until(predicate, timeout: float = 15.0, interval: float = 0.05) -> bool
 def scrape(base_url: str, metric: str, **labels: str) -> float:
     """The sum of the samples of `metric` at `base_url`/metrics whose labels include `labels`
     (0 when there are none)."""
-    text = httpx.get(f"{base_url}/metrics", timeout=5).text
+    text = local_http.get(f"{base_url}/metrics", timeout=5).text
     total = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -159,7 +160,7 @@ class ApiServer:
         return json_records(self.log())
 
     def client(self, auth: httpx.Auth | tuple[str, str] | None = None, **kwargs) -> httpx.Client:  # type: ignore[no-untyped-def]
-        return httpx.Client(base_url=self.url, auth=auth, timeout=10, **kwargs)
+        return local_http.client(base_url=self.url, auth=auth, timeout=10, **kwargs)
 
     def add_user(self, password: str = "correct horse") -> tuple[str, str]:
         """Register a uniquely named user in this server's database; returns (name, password)."""

@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.instances import RedisServer
 from tests.support.servers import ServiceProcess, free_port, need_program, start_api, wait_until
@@ -69,7 +69,7 @@ def succeeded(worker: ServiceProcess) -> float:
 
 
 def health(worker: ServiceProcess) -> dict[str, object]:
-    response = httpx.get(f"{worker.metrics_url}/healthz", timeout=5)
+    response = local_http.get(f"{worker.metrics_url}/healthz", timeout=5)
     body: dict[str, object] = response.json()
     return {"code": response.status_code, **body}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import local_http
 from tests.support.instances import PostgresCluster, postgres_binary
 from tests.support.load import Load, Outcome
 from tests.support.servers import ApiServer, need_program, start_api, wait_until
@@ -91,7 +92,7 @@ def successes_since(load: Load, start: float) -> list[Outcome]:
 
 
 def probe(api: ApiServer, path: str) -> httpx.Response:
-    return httpx.get(f"{api.url}{path}", timeout=10)
+    return local_http.get(f"{api.url}{path}", timeout=10)
 
 
 def break_database(cluster: PostgresCluster, fault: str) -> None:

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.deploy.chart import CHART, of_kind, render
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.servers import free_port, need_program, wait_until
 from tests.support.stack import Stack, new_todo, running_stack
@@ -39,7 +40,7 @@ class Prometheus:
         self.process, self.url, self.log = process, url, log
 
     def query(self, promql: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        response = local_http.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
         body = response.json()
         assert body["status"] == "success", f"{promql}: {body}"
         result: list[dict[str, Any]] = body["data"]["result"]
@@ -85,7 +86,7 @@ def start_prometheus(folder: Path, targets: dict[str, str], rules: Path) -> Prom
         if process.poll() is not None:
             raise RuntimeError(f"prometheus exited:\n{log.read_text()}")
         try:
-            return httpx.get(f"{prometheus.url}/-/ready", timeout=1).status_code == 200
+            return local_http.get(f"{prometheus.url}/-/ready", timeout=1).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -112,7 +113,7 @@ def drive(stack: Stack) -> None:
     with stack.user_client() as greedy:
         statuses = [greedy.get(TODOS).status_code for _ in range(RATE_LIMIT + 1)]
         assert statuses == [200] * RATE_LIMIT + [429]
-    assert httpx.get(f"{stack.api.url}/readyz", timeout=5).status_code == 200
+    assert local_http.get(f"{stack.api.url}/readyz", timeout=5).status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +207,9 @@ def test_the_chart_alert_rules_evaluate_without_error(scraped: tuple[Stack, Prom
     _, prometheus = scraped
 
     def evaluated() -> list[dict[str, Any]]:
-        groups = httpx.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+        groups = local_http.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()["data"][
+            "groups"
+        ]
         rules: list[dict[str, Any]] = [rule for group in groups for rule in group["rules"]]
         return (
             rules

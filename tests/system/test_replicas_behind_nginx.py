@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import local_http
 from tests.support.databases import DatabaseFactory
 from tests.support.load import Load
 from tests.support.nginx import Nginx, open_connections
@@ -114,7 +115,7 @@ def test_one_clients_rate_limit_holds_across_replicas(
     request_ids = {f"rl-{uuid.uuid4().hex[:8]}-{n}" for n in range(36)}
 
     async def send_at_once() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=proxy.url, timeout=30) as http:
+        async with local_http.async_client(base_url=proxy.url, timeout=30) as http:
             return await asyncio.gather(
                 *(
                     # Each request poses as another address: the proxy must not let it count.
@@ -138,7 +139,7 @@ def test_urls_carry_the_scheme_and_host_the_client_used_at_the_proxy(
 ) -> None:
     public = f"https://{PUBLIC_HOST}{TODOS}"
     headers = {**bearer(replicas), **SPOOFED, "Host": PUBLIC_HOST}
-    with httpx.Client(base_url=proxy.url, headers=headers, timeout=10) as http:
+    with local_http.client(base_url=proxy.url, headers=headers, timeout=10) as http:
         created = http.post(TODOS, json={"name": "n", "task": "t"})
         item_path = httpx.URL(created.headers["Location"]).path
         item = http.get(item_path)
@@ -155,7 +156,7 @@ def test_access_logs_name_the_real_client_not_a_forwarded_one(
     proxy: Nginx, replicas: list[ApiServer]
 ) -> None:
     request_ids = {f"ip-{uuid.uuid4().hex[:8]}-{n}" for n in range(2)}
-    with httpx.Client(base_url=proxy.url, timeout=10) as http:
+    with local_http.client(base_url=proxy.url, timeout=10) as http:
         for rid in request_ids:
             assert http.get(TODOS, headers={**SPOOFED, "X-Request-ID": rid}).status_code == 401
 
