@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import Any
 
 import asyncpg
@@ -55,11 +56,17 @@ async def _raw(url: str, request: bytes) -> bytes:
     return data
 
 
-def _strip(answer: bytes) -> tuple[bytes, list[bytes], bytes]:
+def _strip(answer: bytes) -> tuple[bytes, list[bytes], bytes, list[bytes]]:
+    """The final answer's status line, its headers sorted and without Date and Server (a second
+    may tick between two answers), its body, and the status lines of interim (1xx) answers."""
+    interim = []
+    while re.match(rb"HTTP/1\.[01] 1[0-9][0-9] ", answer):
+        head, _, answer = answer.partition(b"\r\n\r\n")
+        interim.append(head)
     head, _, body = answer.partition(b"\r\n\r\n")
     status, *headers = head.split(b"\r\n")
     kept = sorted(h for h in headers if not h.lower().startswith((b"date:", b"server:")))
-    return status, kept, body
+    return status, kept, body, interim
 
 
 async def test_http10_without_host_answers_as_quart_does(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
+
+import httpx
 
 from tests.api.test_todos import TODOS
 from tests.support import local_http
@@ -57,9 +60,28 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 def test_metrics_count_requests_by_route_across_two_workers(tmp_path: Path, databases) -> None:  # type: ignore[no-untyped-def]
     server = start_api({"TODO_DATABASE_URL": databases.create("sqlite")}, tmp_path, workers=2)
+
+    def served_by() -> set[object]:
+        return {
+            entry["pid"]
+            for entry in map(json.loads, server.log().splitlines())
+            if entry.get("event") == "request" and entry.get("status") == 401
+        }
+
+    async def thirty_at_once() -> list[int]:
+        # Each on a connection of its own, open at the same time, so both workers accept some.
+        fresh = httpx.Limits(max_connections=30, max_keepalive_connections=0)
+        async with local_http.async_client(base_url=server.url, limits=fresh) as http:
+            answers = await asyncio.gather(*(http.get(f"{TODOS}12") for _ in range(30)))
+        return [answer.status_code for answer in answers]
+
+    sent = 0
     try:
-        for _ in range(30):  # a new connection each time, so both workers take some
-            assert local_http.get(f"{server.url}{TODOS}12").status_code == 401
+        for _ in range(10):  # until both workers have answered some (one round nearly always)
+            assert asyncio.run(thirty_at_once()) == [401] * 30
+            sent += 30
+            if len(served_by()) == 2:
+                break
         text = local_http.get(f"{server.url}/metrics").text
     finally:
         server.stop()
@@ -68,14 +90,9 @@ def test_metrics_count_requests_by_route_across_two_workers(tmp_path: Path, data
         "route": "/api/v1.0/todos/<todo_id>",  # the route template, converters left out
         "status": "401",
     }
-    assert _sample(text, "todo_http_requests_total", **labels) == 30
-    assert _sample(text, "todo_http_request_duration_seconds_count", **labels) == 30
-    served_by = {
-        entry["pid"]
-        for entry in map(json.loads, server.log().splitlines())
-        if entry.get("event") == "request" and entry.get("status") == 401
-    }
-    assert len(served_by) == 2
+    assert _sample(text, "todo_http_requests_total", **labels) == sent
+    assert _sample(text, "todo_http_request_duration_seconds_count", **labels) == sent
+    assert len(served_by()) == 2
 
 
 def test_openapi_documents_the_api(api: ApiServer) -> None:

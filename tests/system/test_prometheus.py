@@ -151,6 +151,11 @@ def scraped(
                 )
             # Both rounds' 4 views reach the database through flushes the beat sends every second.
             assert wait_until(lambda: stack.hits_in_database() == 4, 20), worker.log()
+            # rate() over a counter needs samples a few seconds apart: three scrapes of each job.
+            scraped_thrice = "min(count_over_time(up[1m])) >= 3"
+            assert wait_until(lambda: prometheus.query(scraped_thrice), 20), (
+                prometheus.log.read_text()
+            )
             yield stack, prometheus
         finally:
             prometheus.process.terminate()

@@ -6,6 +6,7 @@ and a liveness `/healthz` are served on TODO_METRICS_PORT (default 9102).
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Sequence
 
 from todo_common.service import serve_metrics, start_service
@@ -33,9 +34,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     HEARTBEAT.excuse = lambda: broker_unreachable(settings)  # sending waits for the broker
     app = create_celery(settings, main="todo-scheduler")
     app.conf.beat_schedule = beat_schedule(settings)
-    # Built now, before /healthz answers: beat imports it lazily as it starts, and a SIGTERM that
-    # lands inside that import makes beat's handler fail on the half-imported module (exit 1).
+    # Built now, before /healthz answers: beat imports these lazily as it starts (the codec when
+    # dbm.dumb creates its state file), and a SIGTERM that lands inside such an import makes
+    # beat's handler fail on the half-imported module (exit 1).
     _ = app.amqp
+    codecs.lookup("latin-1")
     # The one replica exports the queue's depth (todo_queue_length), read at each scrape.
     serve_metrics(
         "scheduler", settings, DEFAULT_METRICS_PORT, HEARTBEAT, [QueueLengthCollector(settings)]
