@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import local_http
 from tests.support.servers import BIN, clean_env, free_port
-from todo_common.metrics import Heartbeat, start_metrics_server
+from todo_common.metrics import Heartbeat, render_metrics, start_metrics_server
 
 
 def test_healthz_follows_the_heartbeat() -> None:
@@ -79,3 +79,21 @@ def test_a_metrics_folder_it_cannot_write_stops_the_service_with_one_line(
     assert len(lines) == 1, result.stderr
     assert f"PROMETHEUS_MULTIPROC_DIR={folder}" in lines[0]
     assert "Permission denied" in lines[0]
+
+
+def test_a_process_file_not_yet_sized_does_not_fail_the_scrape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """prometheus_client creates a process's file, then sizes it; a scrape in between used to
+    fail whole (and for good, had that process died there: prometheus/client_python#1199)."""
+    counting = (
+        "from prometheus_client import Counter\nCounter('todo_demo_events', 'Demo.').inc(3)\n"
+    )
+    env = {**clean_env(), "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([str(BIN / "python"), "-c", counting], env=env, check=True)
+    (tmp_path / "counter_999999.db").touch()  # a process between creating and sizing its file
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+
+    body, _ = render_metrics()
+
+    assert b"todo_demo_events_total 3.0" in body

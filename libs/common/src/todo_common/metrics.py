@@ -10,6 +10,7 @@ from a small HTTP server of their own (`start_metrics_server`).
 from __future__ import annotations
 
 import atexit
+import glob
 import json
 import os
 import shutil
@@ -65,16 +66,40 @@ def render_metrics(collectors: Sequence[Collector] = ()) -> tuple[bytes, str]:
     """The exposition text for this service, summed over all of its processes, followed by what
     `collectors` read at this scrape (such as the queue's depth)."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-    from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = REGISTRY
     if MULTIPROC_ENV in os.environ:
         registry = CollectorRegistry()
-        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        registry.register(_SizedFilesCollector(os.environ[MULTIPROC_ENV]))
     read_now = CollectorRegistry(auto_describe=False)
     for collector in collectors:
         read_now.register(collector)
     return generate_latest(registry) + generate_latest(read_now), CONTENT_TYPE_LATEST
+
+
+class _SizedFilesCollector:
+    """prometheus_client's multiprocess collector, skipping a process's file while it is empty.
+
+    A process creates its file and only then sizes it; reading it in between raises and fails
+    the whole scrape, and a process killed in that window would fail every scrape after
+    (prometheus/client_python#1199). An empty file holds no samples, so skipping it loses none.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def collect(self) -> Any:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [path for path in glob.glob(os.path.join(self.folder, "*.db")) if _sized(path)]
+        return MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+
+
+def _sized(path: str) -> bool:
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # its process ended and the file was removed meanwhile
+        return False
 
 
 class Heartbeat:
