@@ -12,12 +12,16 @@ build arguments (nothing else about the build changes):
   re-signs them (a user's real base needs none of this);
 - "uv" from PyPI's musllinux wheel: the same static binary the official uv image carries, at /uv.
 
-Each stand-in is saved as a tarball under .tools/containers/ (git-ignored), and the engine's data
-root lives there too, so a second run reuses both and rebuilds only changed layers.
+Each stand-in is saved as a tarball in a cache of the machine's, outside any clone
+(`$XDG_CACHE_HOME/todo-tests/containers`, or ~/.cache/...; TODO_TEST_IMAGE_CACHE overrides), as
+the images a registry hands out would be: a fresh clone loads them instead of making them again.
+The engine's data root stays in the clone, under .tools/containers/ (git-ignored), so a second run
+there rebuilds only changed layers.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
@@ -32,6 +36,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".tools" / "containers"
+BASE_IMAGE_CACHE = Path(
+    os.environ.get("TODO_TEST_IMAGE_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "todo-tests"
+    / "containers"
+)
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 HOST_CA_FOLDER = Path("/usr/local/share/ca-certificates")
 DEBIAN_CLI = "/usr/bin/docker"
@@ -40,6 +50,8 @@ DEBIAN_IMAGE = "todo-stand-in/debian:bookworm"
 PYTHON_IMAGE = "todo-stand-in/python:3.11-slim-bookworm"
 UV_IMAGE = f"todo-stand-in/uv:{UV_VERSION}"
 SERVICES = ("api", "worker", "scheduler")
+DEBOOTSTRAP = ("debootstrap", "--variant=minbase", "bookworm")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 PYTHON_STAND_IN = f"""\
 FROM {DEBIAN_IMAGE}
@@ -145,33 +157,41 @@ class Engine:
 
     # ---- stand-in base images ----------------------------------------------------------------
 
-    def load_or_make(self, reference: str, make: Callable[[], None]) -> None:
-        """`reference` in the engine: already there, or loaded from its tarball, or made (by
-        `make`) and then saved to the tarball for the next run."""
-        tarball = CACHE / (reference.replace("/", "_").replace(":", "_") + ".tar")
+    def load_or_make(self, reference: str, make: Callable[[], None], recipe: str) -> None:
+        """`reference` in the engine: already there, or loaded from its tarball in the machine's
+        cache, or made (by `make`) and then saved there for the next run and the next clone. The
+        tarball's name holds a digest of `recipe`: a changed recipe makes the image again."""
+        digest = hashlib.sha256(recipe.encode()).hexdigest()[:12]
+        name = reference.replace("/", "_").replace(":", "_")
+        tarball = BASE_IMAGE_CACHE / f"{name}-{digest}.tar"
         if self.has_image(reference):
             return
         if tarball.exists():
             self.docker("load", "--input", str(tarball), timeout=300)
             return
         make()
-        self.docker("save", "--output", str(tarball), reference, timeout=300)
+        BASE_IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        # Written aside, then renamed: a run beside this one never loads half a tarball.
+        partial = tarball.with_name(f"{tarball.name}.{os.getpid()}.partial")
+        self.docker("save", "--output", str(partial), reference, timeout=300)
+        partial.replace(tarball)
 
     def base_images(self) -> dict[str, str]:
         """The build arguments that swap the Dockerfile's base images for the local stand-ins."""
-        self.load_or_make(DEBIAN_IMAGE, self._make_debian)
-        self.load_or_make(PYTHON_IMAGE, self._make_python)
-        self.load_or_make(UV_IMAGE, self._make_uv)
+        self.load_or_make(DEBIAN_IMAGE, self._make_debian, " ".join(DEBOOTSTRAP))
+        self.load_or_make(PYTHON_IMAGE, self._make_python, PYTHON_STAND_IN)
+        self.load_or_make(UV_IMAGE, self._make_uv, f"the musllinux wheel of uv {UV_VERSION}")
         return {"PYTHON_IMAGE": PYTHON_IMAGE, "UV_IMAGE": UV_IMAGE}
 
     def _make_debian(self) -> None:
         rootfs = Path(tempfile.mkdtemp(prefix="todo-rootfs-"))
         try:
             subprocess.run(
-                ["debootstrap", "--variant=minbase", "bookworm", str(rootfs),
-                 "http://deb.debian.org/debian"],
-                check=True, capture_output=True, timeout=900,
-            )  # fmt: skip
+                [*DEBOOTSTRAP, str(rootfs), DEBIAN_MIRROR],
+                check=True,
+                capture_output=True,
+                timeout=900,
+            )
             tar = subprocess.run(
                 ["tar", "-C", str(rootfs), "-c", "."], check=True, capture_output=True
             )
