@@ -4,8 +4,8 @@ httpx builds a new SSL context for every client it makes, loading the system's C
 27 ms of CPU, even for a client that only ever speaks plain HTTP to a local server. The suite
 makes thousands of clients (each readiness poll of `httpx.get` is one), which cost minutes of CPU
 per `make test` on two cores. These are httpx's own clients with `verify` set to one context made
-at import.
-Use them, not `httpx.get`, `httpx.Client` or `httpx.AsyncClient`, anywhere in tests/.
+at import: use them, not `httpx.get`, `httpx.Client` or `httpx.AsyncClient`, anywhere in tests/
+(`make lint` refuses httpx's one-call functions, `httpx.get` and the like).
 """
 
 from __future__ import annotations
