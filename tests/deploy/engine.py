@@ -15,12 +15,15 @@ build arguments (nothing else about the build changes):
 Each stand-in is saved as a tarball in a cache of the machine's, outside any clone
 (`$XDG_CACHE_HOME/todo-tests/containers`, or ~/.cache/...; TODO_TEST_IMAGE_CACHE overrides), as
 the images a registry hands out would be: a fresh clone loads them instead of making them again.
-The engine's data root stays in the clone, under .tools/containers/ (git-ignored), so a second run
-there rebuilds only changed layers.
+The engine's data root (images and BuildKit's layer cache) is in that cache too, so a fresh clone
+rebuilds only the layers whose inputs changed (BuildKit keys a COPY by its files' content). One run
+at a time holds it (a lock that dockerd itself keeps open, so a dockerd left behind still holds
+it); a run beside it uses a data root of its clone's own, under .tools/containers/ (git-ignored).
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -31,6 +34,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -100,9 +104,25 @@ class Engine:
         self.socket = self.run_folder / "docker.sock"
         self.log_path = CACHE / "dockerd.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._data_root_lock: IO[str] | None = None
+
+    def _claim_data_root(self) -> Path:
+        """The machine's shared data root, locked for this run; or this clone's own while
+        another run holds it."""
+        BASE_IMAGE_CACHE.mkdir(parents=True, exist_ok=True)
+        lock = (BASE_IMAGE_CACHE / "docker.lock").open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            return CACHE / "docker"
+        self._data_root_lock = lock
+        return BASE_IMAGE_CACHE / "docker"
 
     def start(self) -> None:
         CACHE.mkdir(parents=True, exist_ok=True)
+        data_root = self._claim_data_root()
+        held = (self._data_root_lock.fileno(),) if self._data_root_lock else ()
         self.process = subprocess.Popen(
             [
                 self.dockerd,
@@ -110,13 +130,14 @@ class Engine:
                 "--iptables=false",
                 "--ip6tables=false",
                 "--ip-masq=false",
-                f"--data-root={CACHE / 'docker'}",
+                f"--data-root={data_root}",
                 f"--exec-root={self.run_folder / 'exec'}",
                 f"--pidfile={self.run_folder / 'dockerd.pid'}",
                 f"--host=unix://{self.socket}",
             ],
             stdout=self.log_path.open("wb"),
             stderr=subprocess.STDOUT,
+            pass_fds=held,  # the lock lives as long as dockerd does
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -135,6 +156,8 @@ class Engine:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._data_root_lock is not None:
+            self._data_root_lock.close()
         shutil.rmtree(self.run_folder, ignore_errors=True)
 
     def docker(
@@ -237,4 +260,7 @@ class Engine:
             env={**os.environ, "DOCKER_HOST": f"unix://{self.socket}"},
         )  # fmt: skip
         assert built.returncode == 0, built.stdout + built.stderr
+        # The data root outlives the clone: drop what this build replaced, keep the cache bounded.
+        self.docker("image", "prune", "--force", check=False, timeout=300)
+        self.docker("builder", "prune", "--force", "--keep-storage=4GB", check=False, timeout=300)
         return built.stdout
