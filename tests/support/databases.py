@@ -16,7 +16,10 @@ from tests.support.servers import (
     POSTGRES_ADMIN_DSN,
     POSTGRES_HOST,
     POSTGRES_PORT,
+    REDIS_URL,
     ApiServer,
+    delete_keys,
+    new_key_prefix,
     start_api,
 )
 from todo_common.migrate import upgrade_database
@@ -93,7 +96,7 @@ class ServerPool:
         if server is None or server.process.poll() is not None:
             env = {
                 "TODO_DATABASE_URL": self.databases.create(backend),
-                "TODO_REDIS_KEY_PREFIX": f"todo-test-{uuid.uuid4().hex[:8]}:",
+                "TODO_REDIS_KEY_PREFIX": new_key_prefix(),
                 **settings,
             }
             server = start_api(env, self.folder)
@@ -103,3 +106,5 @@ class ServerPool:
     def stop_all(self) -> None:
         for server in self.servers.values():
             server.stop()
+            if server.env.get("TODO_REDIS_URL") == REDIS_URL:  # the shared Redis: tidy it
+                delete_keys(REDIS_URL, server.env["TODO_REDIS_KEY_PREFIX"])
